@@ -1,0 +1,110 @@
+//! Types and shapes of every tensor, inferred by tract on the original model.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::{Factoid, InferenceModelExt};
+
+use crate::bad_input;
+use crate::error::Result;
+use crate::onnx::proto::ModelProto;
+
+/// One dimension: a number, or a symbol such as the batch size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Known(i64),
+    Sym(String),
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Known(v) => write!(f, "{v}"),
+            Dim::Sym(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What is known about a tensor.
+#[derive(Clone, Debug, Default)]
+pub struct Fact {
+    /// ONNX element type code (1 = float, 7 = int64, ...).
+    pub dtype: Option<i32>,
+    /// Shape, when its rank is known (dimensions may be symbolic).
+    pub shape: Option<Vec<Dim>>,
+}
+
+impl Fact {
+    /// The dimensions after the batch axis, all known.
+    pub fn sample_dims(&self) -> Option<Vec<i64>> {
+        let s = self.shape.as_ref()?;
+        s.iter()
+            .skip(1)
+            .map(|d| match d {
+                Dim::Known(v) => Some(*v),
+                Dim::Sym(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether the element type is a floating-point type.
+    pub fn is_float(&self) -> bool {
+        matches!(self.dtype, Some(1 | 10 | 11 | 16))
+    }
+}
+
+/// Facts by tensor name.
+pub type Facts = HashMap<String, Fact>;
+
+fn onnx_dtype(dt: DatumType) -> Option<i32> {
+    Some(match dt {
+        DatumType::F32 => 1,
+        DatumType::U8 => 2,
+        DatumType::I8 => 3,
+        DatumType::U16 => 4,
+        DatumType::I16 => 5,
+        DatumType::I32 => 6,
+        DatumType::I64 => 7,
+        DatumType::String => 8,
+        DatumType::Bool => 9,
+        DatumType::F16 => 10,
+        DatumType::F64 => 11,
+        DatumType::U32 => 12,
+        DatumType::U64 => 13,
+        DatumType::TDim => 7,
+        _ => return None,
+    })
+}
+
+/// Run tract's type and shape inference on a (self-contained) model.
+pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
+    let bytes = crate::onnx::encode(model);
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| bad_input!("{origin}: tract cannot read the model: {e:#}"))?;
+    let parsed = onnx
+        .parse(&proto, None)
+        .map_err(|e| bad_input!("{origin}: tract cannot load the model: {e:#}"))?;
+    let mut m = parsed.model;
+    // Analysis may stop early on ops tract does not know; what it found is still useful.
+    let _ = m.analyse(false);
+    let mut facts = Facts::new();
+    for (name, outlet) in parsed.outlets_by_name {
+        let Ok(f) = m.outlet_fact(outlet) else {
+            continue;
+        };
+        let dtype = f.datum_type.concretize().and_then(onnx_dtype);
+        let shape = f.shape.concretize().map(|dims| {
+            dims.iter()
+                .map(|d| match d.to_i64() {
+                    Ok(v) => Dim::Known(v),
+                    Err(_) => Dim::Sym(d.to_string()),
+                })
+                .collect()
+        });
+        facts.insert(name, Fact { dtype, shape });
+    }
+    Ok(facts)
+}

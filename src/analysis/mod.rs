@@ -1,0 +1,10 @@
+//! Facts about the tensors of a model that the relevance rules need: element types and shapes
+//! (from tract's inference, batch axis symbolic), signs, and the roles of nodes.
+
+mod facts;
+mod roles;
+mod signs;
+
+pub use facts::{infer_facts, Dim, Fact, Facts};
+pub use roles::{find_roles, Roles};
+pub use signs::{common as common_sign, infer_signs, Sign, Signs};

@@ -1,0 +1,47 @@
+//! Which tensors are known to be non-negative (or non-positive): the relevance rules skip the
+//! sign path of a linear layer whose input part is known to be zero.
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::ir::{Graph, Node};
+use crate::rules::rule_for;
+
+/// What is known of the sign of every element of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sign {
+    NonNeg,
+    NonPos,
+    Any,
+}
+
+/// Signs by tensor name.
+pub type Signs = HashMap<String, Sign>;
+
+/// Propagate signs forward through the graph with each op's rule.
+pub fn infer_signs(graph: &Graph) -> Result<Signs> {
+    let mut signs = Signs::new();
+    for ix in graph.topo_order()? {
+        let Node::Op(node) = &graph.g[ix] else {
+            continue;
+        };
+        let ins: Vec<Sign> = node
+            .input
+            .iter()
+            .map(|t| signs.get(t).copied().unwrap_or(Sign::Any))
+            .collect();
+        let s = rule_for(node).map_or(Sign::Any, |r| r.sign(node, &ins));
+        for o in &node.output {
+            signs.insert(o.clone(), s);
+        }
+    }
+    Ok(signs)
+}
+
+/// The sign shared by all of `signs`, if they agree (used by data-moving ops).
+pub fn common(signs: &[Sign]) -> Sign {
+    match signs.split_first() {
+        Some((&first, rest)) if rest.iter().all(|&s| s == first) => first,
+        _ => Sign::Any,
+    }
+}

@@ -1,0 +1,162 @@
+//! `onnx-rap inspect MODEL`: what is in a model, and whether onnx-rap can explain it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use crate::ir::Node;
+use crate::onnx::proto::{type_proto, ValueInfoProto};
+use crate::onnx::tensor::{dtype_name, numel};
+use crate::rules::rule_for;
+
+/// A readable `float32[batch, 3, 224, 224]` for a value.
+fn describe(vi: &ValueInfoProto) -> (String, Vec<Value>) {
+    let Some(type_proto::Tensor { elem_type, shape }) =
+        vi.r#type.as_ref().and_then(|t| t.tensor_type.clone())
+    else {
+        return ("non-tensor".into(), vec![]);
+    };
+    let dims: Vec<Value> = shape
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match (&d.dim_value, &d.dim_param) {
+                    (Some(v), _) => json!(v),
+                    (None, Some(p)) => json!(p),
+                    _ => json!("?"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (dtype_name(elem_type.unwrap_or(0)), dims)
+}
+
+/// The `inspect` report as JSON (also the source of the text form).
+pub fn report(path: &Path) -> Result<Value> {
+    let model = super::load_model(path)?;
+    let g = &model.graph;
+    let mut ops: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+    let mut params: u64 = 0;
+    for ix in g.g.node_indices() {
+        match &g.g[ix] {
+            Node::Op(n) => {
+                let e = ops
+                    .entry(n.op_type().to_string())
+                    .or_insert((0, rule_for(n).is_some()));
+                e.0 += 1;
+            }
+            Node::Init(t) => params += numel(t),
+            Node::Input(_) => {}
+        }
+    }
+    let io = |list: Vec<&ValueInfoProto>| -> Vec<Value> {
+        list.into_iter()
+            .map(|vi| {
+                let (dt, dims) = describe(vi);
+                json!({"name": vi.name(), "type": dt, "shape": dims})
+            })
+            .collect()
+    };
+    let runtime = g.runtime_inputs();
+    let inputs: Vec<&ValueInfoProto> = g
+        .inputs
+        .iter()
+        .filter(|v| runtime.contains(&v.name()))
+        .collect();
+    let opsets: Vec<Value> = model
+        .rest
+        .opset_import
+        .iter()
+        .map(|o| json!({"domain": if o.domain().is_empty() { "ai.onnx" } else { o.domain() }, "version": o.version()}))
+        .collect();
+    let unsupported: Vec<&String> = ops
+        .iter()
+        .filter(|(_, (_, ok))| !ok)
+        .map(|(k, _)| k)
+        .collect();
+    Ok(json!({
+        "file": path.display().to_string(),
+        "ir_version": model.rest.ir_version(),
+        "opset_import": opsets,
+        "producer": format!("{} {}", model.rest.producer_name(), model.rest.producer_version()).trim().to_string(),
+        "inputs": io(inputs),
+        "outputs": io(g.outputs.iter().collect()),
+        "nodes": ops.values().map(|(n, _)| n).sum::<usize>(),
+        "parameters": params,
+        "ops": ops.iter().map(|(k, (n, ok))| json!({"op_type": k, "count": n, "rule": ok})).collect::<Vec<_>>(),
+        "explainable": unsupported.is_empty(),
+        "ops_without_rule": unsupported,
+    }))
+}
+
+/// The text form of the report.
+pub fn render(r: &Value) -> String {
+    let mut s = String::new();
+    let shape = |v: &Value| -> String {
+        let dims: Vec<String> = v["shape"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| {
+                        d.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| d.to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!(
+            "{} {}[{}]",
+            v["name"].as_str().unwrap_or(""),
+            v["type"].as_str().unwrap_or(""),
+            dims.join(", ")
+        )
+    };
+    s += &format!("model       {}\n", r["file"].as_str().unwrap_or(""));
+    s += &format!("ir_version  {}\n", r["ir_version"]);
+    let opsets: Vec<String> = r["opset_import"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| format!("{} {}", o["domain"].as_str().unwrap_or(""), o["version"]))
+        .collect();
+    s += &format!("opset       {}\n", opsets.join(", "));
+    if let Some(p) = r["producer"].as_str().filter(|p| !p.is_empty()) {
+        s += &format!("producer    {p}\n");
+    }
+    for (title, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
+        s += &format!("{title}\n");
+        for v in r[key].as_array().into_iter().flatten() {
+            s += &format!("  {}\n", shape(v));
+        }
+    }
+    s += &format!("parameters  {}\n", r["parameters"]);
+    s += &format!("ops         {} nodes\n", r["nodes"]);
+    for o in r["ops"].as_array().into_iter().flatten() {
+        let rule = if o["rule"].as_bool() == Some(true) {
+            "rule"
+        } else {
+            "NO RULE"
+        };
+        s += &format!(
+            "  {:<24} {:>5}  {}\n",
+            o["op_type"].as_str().unwrap_or(""),
+            o["count"],
+            rule
+        );
+    }
+    if r["explainable"].as_bool() == Some(true) {
+        s += "every op has a relevance rule: `onnx-rap compile` can explain this model\n";
+    } else {
+        let missing: Vec<&str> = r["ops_without_rule"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        s += &format!("no relevance rule yet for: {}\n", missing.join(", "));
+    }
+    s
+}

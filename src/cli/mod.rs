@@ -1,0 +1,15 @@
+//! The command line: one module per command.
+
+pub mod compile;
+pub mod inspect;
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::ir::{self, Model};
+
+/// Load a model file (external data included) and import it.
+pub fn load_model(path: &Path) -> Result<Model> {
+    let proto = crate::onnx::load(path)?;
+    ir::import(&proto, &path.display().to_string())
+}

@@ -1,0 +1,16 @@
+//! onnx-rap: Relative Attributing Propagation (RAP) compiled into plain ONNX graphs.
+//!
+//! The data flow is one direction: decode (`onnx`) -> import (`ir`) -> analyse (`analysis`)
+//! -> the relevance pass (`pass`, with one rule per operator family in `rules`) -> export
+//! (`ir`) -> encode (`onnx`), and optionally run with tract (`runtime`).
+
+pub mod error;
+pub mod ir;
+pub mod onnx;
+
+pub use error::{Error, Result};
+pub mod analysis;
+pub mod cli;
+pub mod pass;
+pub mod rules;
+pub mod runtime;

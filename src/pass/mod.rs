@@ -1,0 +1,271 @@
+//! The relevance pass: model.onnx -> model_rap.onnx.
+//!
+//! It finds the roles (explained input and logits, output and input layers), checks that every
+//! op on the way has a rule, seeds the relevance at the logits, then walks the operators in
+//! reverse topological order and asks each one's rule to emit its backward subgraph. Relevance
+//! reaching a tensor from several consumers is summed. The driver knows no operator: all op
+//! knowledge sits in `rules`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::analysis::{find_roles, infer_facts, infer_signs, Dim};
+use crate::bad_input;
+use crate::error::Result;
+use crate::ir::{self, Model, Node};
+use crate::onnx::attr::make_int;
+use crate::onnx::proto::{
+    tensor_shape_proto::Dimension, type_proto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use crate::rules::{rule_for, Bounds, Cx, Emit, Method, Role};
+
+/// Names of what the pass adds to the model.
+pub const RELEVANCE: &str = "relevance";
+pub const HEATMAP: &str = "heatmap";
+pub const TARGET: &str = "rap_target";
+
+/// What to compile.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub method: Method,
+    /// Add an int64 `[N]` input `rap_target` choosing the class; otherwise the argmax.
+    pub target_input: bool,
+    pub bounds: Bounds,
+    /// The graph input to explain, when the model has several.
+    pub input: Option<String>,
+    /// The graph output to explain, when the model has several.
+    pub output: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            method: Method::Rap,
+            target_input: false,
+            bounds: Bounds::PerSample,
+            input: None,
+            output: None,
+        }
+    }
+}
+
+/// Compile the relevance graph into a copy of `model`. `origin` names the model in errors.
+pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
+    let proto = ir::export(model)?;
+    let opset = model.opset();
+    if opset < 11 {
+        return Err(bad_input!(
+            "{origin}: the model uses opset {opset}; onnx-rap needs opset 11 or later \
+             (convert it with onnx.version_converter)"
+        ));
+    }
+    let facts = infer_facts(&proto, origin)?;
+    let graph = &model.graph;
+    let roles = find_roles(
+        graph,
+        &facts,
+        opts.input.as_deref(),
+        opts.output.as_deref(),
+        origin,
+    )?;
+
+    // Every op relevance flows through needs a rule; report all that miss one at once.
+    let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for &ix in &roles.path {
+        if let Some(node) = graph.g[ix].op() {
+            if rule_for(node).is_none() {
+                let op = if node.domain().is_empty() {
+                    node.op_type().to_string()
+                } else {
+                    format!("{}:{}", node.domain(), node.op_type())
+                };
+                missing.entry(op).or_default().push(node.name().to_string());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(op, nodes)| format!("{op} (nodes: {})", nodes.join(", ")))
+            .collect();
+        return Err(bad_input!(
+            "{origin}: no relevance rule for {} op type(s) between the input and the logits: {}; \
+             nothing was written (see `onnx-rap inspect` for the ops onnx-rap supports)",
+            missing.len(),
+            list.join("; ")
+        ));
+    }
+    let signs = infer_signs(graph)?;
+    let dynamic: HashSet<String> = roles
+        .path
+        .iter()
+        .flat_map(|&ix| graph.g[ix].outputs().into_iter().map(str::to_string))
+        .chain(std::iter::once(roles.input.clone()))
+        .collect();
+
+    let mut out = model.clone();
+    let order: Vec<_> = graph
+        .topo_order()?
+        .into_iter()
+        .filter(|ix| roles.path.contains(ix))
+        .collect();
+    for name in [RELEVANCE, HEATMAP, TARGET] {
+        if out.graph.is_used(name) {
+            return Err(bad_input!(
+                "{origin}: the model already has a tensor or node named '{name}'; \
+                 onnx-rap adds one with that name"
+            ));
+        }
+    }
+    let batch_dim = facts
+        .get(&roles.input)
+        .and_then(|f| f.shape.as_ref())
+        .and_then(|s| s.first().cloned())
+        .unwrap_or(Dim::Sym("N".into()));
+    if opts.target_input {
+        add_input(&mut out.graph, TARGET, 7, &[batch_dim.clone()]);
+    }
+    let mut e = Emit::new(&mut out.graph, opset);
+
+    // The explained class per sample, and the seed relevance at the logits.
+    e.set_prefix("rap.seed".into());
+    let target = if opts.target_input {
+        TARGET.to_string()
+    } else {
+        e.op(
+            "ArgMax",
+            "target",
+            &[&roles.logits],
+            vec![make_int("axis", 1), make_int("keepdims", 0)],
+        )?
+    };
+    let classes: Vec<i64> = (0..roles.classes).collect();
+    let range = e.const_i64("classes", &[roles.classes], &classes);
+    let col = e.reshape(&target, &[-1, 1], "target.col")?;
+    let hot = e.op("Equal", "onehot.eq", &[&col, &range], vec![])?;
+    let hot = e.op("Cast", "onehot", &[&hot], vec![make_int("to", 1)])?;
+    let seed = match opts.method {
+        Method::Rap => hot,
+        Method::Lrp => e.mul(&roles.logits, &hot, "logit_onehot")?,
+    };
+
+    let mut rel: HashMap<String, String> = HashMap::from([(roles.logits.clone(), seed)]);
+    for &ix in order.iter().rev() {
+        let Node::Op(node) = &graph.g[ix] else {
+            continue;
+        };
+        let rel_out: Vec<Option<String>> =
+            node.output.iter().map(|o| rel.get(o).cloned()).collect();
+        if rel_out.iter().all(Option::is_none) {
+            continue;
+        }
+        let rule = rule_for(node).expect("checked above");
+        let role = if roles.input_layers.contains(&ix) {
+            Role::Input
+        } else if roles.output_layer == Some(ix) {
+            Role::Output
+        } else {
+            Role::Hidden
+        };
+        let label = if node.name().is_empty() {
+            node.output[0].as_str()
+        } else {
+            node.name()
+        };
+        e.set_prefix(format!("{label}.rap"));
+        let mut cx = Cx {
+            e: &mut e,
+            facts: &facts,
+            signs: &signs,
+            method: opts.method,
+            role,
+            target: &target,
+            bounds: opts.bounds,
+            dynamic: &dynamic,
+        };
+        let rel_in = rule
+            .backward(&mut cx, node, &rel_out)
+            .map_err(|e| e.context(origin))?;
+        for (slot, r) in rel_in.into_iter().enumerate() {
+            let (Some(r), Some(t)) = (r, node.input.get(slot)) else {
+                continue;
+            };
+            if !dynamic.contains(t) {
+                continue;
+            }
+            let sum = match rel.remove(t) {
+                None => r,
+                Some(prev) => e.add(&prev, &r, "fanout")?,
+            };
+            rel.insert(t.clone(), sum);
+        }
+    }
+    let r_in = rel
+        .get(&roles.input)
+        .cloned()
+        .ok_or_else(|| bad_input!("{origin}: no relevance reached input '{}'", roles.input))?;
+    e.set_prefix("rap.out".into());
+    let b = e.graph();
+    let mut bld = ir::Builder::new(b);
+    bld.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
+    let in_vi = model
+        .graph
+        .inputs
+        .iter()
+        .find(|v| v.name() == roles.input)
+        .cloned();
+    let mut rel_vi = in_vi.unwrap_or_default();
+    rel_vi.name = Some(RELEVANCE.into());
+    rel_vi.doc_string = Some("RAP relevance of the input, same shape as the input".into());
+    let input_dims = facts
+        .get(&roles.input)
+        .and_then(|f| f.shape.clone())
+        .unwrap_or_default();
+    let mut outputs = vec![rel_vi];
+    if input_dims.len() == 4 {
+        let mut e = Emit::new(&mut out.graph, opset);
+        e.set_prefix("rap.out".into());
+        let h = e.reduce("ReduceSum", RELEVANCE, &[1], false, "heatmap.sum")?;
+        ir::Builder::new(&mut out.graph).op("Identity", HEATMAP, &[&h], 1, vec![])?;
+        let dims = [
+            input_dims[0].clone(),
+            input_dims[2].clone(),
+            input_dims[3].clone(),
+        ];
+        let mut vi = value_info(HEATMAP, 1, &dims);
+        vi.doc_string = Some("relevance summed over the channel axis, [N, H, W]".into());
+        outputs.push(vi);
+    }
+    out.graph.outputs.extend(outputs);
+    Ok(out)
+}
+
+fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Known(v) => Dimension {
+                dim_value: Some(*v),
+                ..Default::default()
+            },
+            Dim::Sym(s) => Dimension {
+                dim_param: Some(s.clone()),
+                ..Default::default()
+            },
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto { dim }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn add_input(graph: &mut ir::Graph, name: &str, elem: i32, dims: &[Dim]) {
+    graph.add_runtime_input(value_info(name, elem, dims));
+}

@@ -1,0 +1,82 @@
+//! Element-wise activations and the ops that pass values through unchanged: relevance passes
+//! unchanged (RAP_SPEC.md 3.4). Softmax at the output is skipped (the logits are explained).
+
+use std::collections::HashMap;
+
+use super::{first_only, rel0, Cx, Kind, Rule};
+use crate::analysis::{common_sign, Sign};
+use crate::error::Result;
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("Relu", &Relu);
+    reg.insert("Identity", &PassThrough);
+    reg.insert("Dropout", &PassThrough);
+    reg.insert("Softmax", &OutputSoftmax);
+    reg.insert("LogSoftmax", &OutputSoftmax);
+}
+
+/// Relu: identity for relevance; its output is non-negative.
+struct Relu;
+
+impl Rule for Relu {
+    fn sign(&self, _: &NodeProto, _: &[Sign]) -> Sign {
+        Sign::NonNeg
+    }
+    fn backward(
+        &self,
+        _: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        Ok(first_only(rel0(node, rel)?.to_string(), node.input.len()))
+    }
+}
+
+/// Identity and Dropout (inference): values and relevance pass unchanged.
+struct PassThrough;
+
+impl Rule for PassThrough {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(&ins[..1.min(ins.len())])
+    }
+    fn backward(
+        &self,
+        _: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        Ok(first_only(rel0(node, rel)?.to_string(), node.input.len()))
+    }
+}
+
+/// Softmax / LogSoftmax: explained through its input when it makes the model output.
+/// Inside a network (attention) there is no rule yet.
+struct OutputSoftmax;
+
+impl Rule for OutputSoftmax {
+    fn kind(&self) -> Kind {
+        Kind::OutputNormalizer
+    }
+    fn sign(&self, node: &NodeProto, _: &[Sign]) -> Sign {
+        if node.op_type() == "Softmax" {
+            Sign::NonNeg
+        } else {
+            Sign::NonPos
+        }
+    }
+    fn backward(
+        &self,
+        _: &mut Cx,
+        node: &NodeProto,
+        _: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        Err(super::unsupported_use(
+            node,
+            "a Softmax inside the network (not at the output) has no relevance rule yet",
+        ))
+    }
+}

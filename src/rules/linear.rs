@@ -1,0 +1,438 @@
+//! Gemm, MatMul (with a constant weight) and Conv: RAP's first-step rule (RAP_SPEC.md 3.1), its
+//! relative hidden rule (3.2), the bounded z^B input rule (3.3), and the LRP alpha1-beta0
+//! baseline (section 4).
+//!
+//! Every linear layer is brought to one form: `F(x; W)` without bias and its transpose
+//! `Ft(s; W)` (MatMul or ConvTranspose with the same W). W+ = Relu(W) and |W-| = Relu(-W)
+//! are nodes on the original weight, folded once at load time by the runtime. Sign paths use
+//! the identity `x- path == the x+ path applied to Relu(-x)`, so both share one code path.
+
+use std::collections::HashMap;
+
+use super::window::Window;
+use super::{input, rel0, unsupported_use, Bounds, Cx, Kind, Method, Role, Rule};
+use crate::analysis::Sign;
+use crate::error::Result;
+use crate::onnx::attr::{self, make_int, make_ints};
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("Gemm", &LinearRule);
+    reg.insert("MatMul", &LinearRule);
+    reg.insert("Conv", &LinearRule);
+}
+
+struct LinearRule;
+
+/// A linear layer in the common form.
+struct Lin {
+    conv: Option<(Window, i64)>,
+    /// Weight in F layout: Dense `[C, D]`, Conv `[Cout, Cin/g, k...]`.
+    w: String,
+    /// Bias `[C]` (Dense only; hidden layers ignore biases as the reference does).
+    bias: Option<String>,
+    /// Output channels C.
+    c: i64,
+    /// Rank of the layer input (2 for Dense).
+    rank: usize,
+    x_dims: Vec<i64>,
+}
+
+impl Lin {
+    fn stackable(&self) -> bool {
+        self.conv.as_ref().is_none_or(|(_, g)| *g == 1)
+    }
+
+    /// `F(x; w)` without bias.
+    fn f(&self, cx: &mut Cx, x: &str, w: &str, part: &str) -> Result<String> {
+        match &self.conv {
+            None => cx.e.op("Gemm", part, &[x, w], vec![make_int("transB", 1)]),
+            Some((win, g)) => {
+                let mut a = win.conv_attrs();
+                a.push(make_int("group", *g));
+                cx.e.op("Conv", part, &[x, w], a)
+            }
+        }
+    }
+
+    /// `Ft(s; w)`: the transpose of F, back to the input's shape.
+    fn ft(&self, cx: &mut Cx, s: &str, w: &str, part: &str) -> Result<String> {
+        match &self.conv {
+            None => cx.e.op("MatMul", part, &[s, w], vec![]),
+            Some((win, g)) => {
+                let mut a = win.transpose_attrs();
+                a.push(make_int("group", *g));
+                cx.e.op("ConvTranspose", part, &[s, w], a)
+            }
+        }
+    }
+
+    /// `[F(x; wa), F(x; wb)]`, with one op on stacked weights where groups allow.
+    fn f_pair(
+        &self,
+        cx: &mut Cx,
+        x: &str,
+        wst: Option<&str>,
+        wa: &str,
+        wb: &str,
+        part: &str,
+    ) -> Result<(String, String)> {
+        if let Some(wst) = wst {
+            let z = self.f(cx, x, wst, &format!("{part}.z"))?;
+            let mut v = cx.e.split(&z, 1, &[self.c, self.c], part)?;
+            let b = v.pop().expect("two pieces");
+            let a = v.pop().expect("two pieces");
+            Ok((a, b))
+        } else {
+            let a = self.f(cx, x, wa, &format!("{part}.a"))?;
+            let b = self.f(cx, x, wb, &format!("{part}.b"))?;
+            Ok((a, b))
+        }
+    }
+
+    /// `Ft(sa; wa) + Ft(sb; wb)`, as one op on stacked relevance where groups allow.
+    fn ft_sum(
+        &self,
+        cx: &mut Cx,
+        sa: &str,
+        sb: &str,
+        wst: Option<&str>,
+        wa: &str,
+        wb: &str,
+        part: &str,
+    ) -> Result<String> {
+        if let Some(wst) = wst {
+            let s = cx.e.concat(&[sa, sb], 1, &format!("{part}.s"))?;
+            self.ft(cx, &s, wst, part)
+        } else {
+            let a = self.ft(cx, sa, wa, &format!("{part}.a"))?;
+            let b = self.ft(cx, sb, wb, &format!("{part}.b"))?;
+            cx.e.add(&a, &b, part)
+        }
+    }
+}
+
+fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
+    let x = input(node, 0)?;
+    let wt = input(node, 1)?;
+    if cx.dynamic.contains(wt) {
+        return Err(unsupported_use(
+            node,
+            "its weight depends on the input (a product of two activations is not supported yet)",
+        ));
+    }
+    let x_dims = cx.sample_dims(node, x)?;
+    let rank = x_dims.len() + 1;
+    let w_shape = cx.known_shape(node, wt)?;
+    match node.op_type() {
+        "Conv" => {
+            let y = node.output.first().map(String::as_str).unwrap_or("");
+            let y_dims = cx.sample_dims(node, y)?;
+            if w_shape.len() < 3 || y_dims.len() + 1 != rank {
+                return Err(unsupported_use(node, "unexpected weight or output rank"));
+            }
+            let group = attr::int(node, "group")?.unwrap_or(1);
+            let win = Window::of(
+                node,
+                w_shape[2..].to_vec(),
+                x_dims[1..].to_vec(),
+                y_dims[1..].to_vec(),
+            )?;
+            Ok(Lin {
+                conv: Some((win, group)),
+                w: wt.to_string(),
+                bias: None,
+                c: w_shape[0],
+                rank,
+                x_dims,
+            })
+        }
+        "Gemm" | "MatMul" => {
+            if rank != 2 || w_shape.len() != 2 {
+                return Err(unsupported_use(
+                    node,
+                    "only a 2-D [batch, features] input times a 2-D weight is supported",
+                ));
+            }
+            let gemm = node.op_type() == "Gemm";
+            if gemm && attr::int(node, "transA")?.unwrap_or(0) != 0 {
+                return Err(unsupported_use(
+                    node,
+                    "transA = 1 (the batch must be the first axis)",
+                ));
+            }
+            let trans_b = gemm && attr::int(node, "transB")?.unwrap_or(0) != 0;
+            let mut w = wt.to_string();
+            let c = if trans_b { w_shape[0] } else { w_shape[1] };
+            if !trans_b {
+                w =
+                    cx.e.op("Transpose", "w.t", &[&w], vec![make_ints("perm", &[1, 0])])?;
+            }
+            let alpha = if gemm {
+                attr::float(node, "alpha")?.unwrap_or(1.0)
+            } else {
+                1.0
+            };
+            if alpha != 1.0 {
+                let a = cx.e.scalar(alpha);
+                w = cx.e.mul(&w, &a, "w.alpha")?;
+            }
+            let mut bias = None;
+            if let Some(b) = node.input.get(2).filter(|s| gemm && !s.is_empty()) {
+                let beta = attr::float(node, "beta")?.unwrap_or(1.0);
+                let numel: i64 = cx.known_shape(node, b)?.iter().product();
+                if numel != c {
+                    return Err(unsupported_use(
+                        node,
+                        "its bias is not one value per output",
+                    ));
+                }
+                let mut bb = cx.e.reshape(b, &[-1], "b.flat")?;
+                if beta != 1.0 {
+                    let s = cx.e.scalar(beta);
+                    bb = cx.e.mul(&bb, &s, "b.beta")?;
+                }
+                bias = Some(bb);
+            }
+            Ok(Lin {
+                conv: None,
+                w,
+                bias,
+                c,
+                rank,
+                x_dims,
+            })
+        }
+        _ => Err(unsupported_use(node, "not a linear layer")),
+    }
+}
+
+impl Rule for LinearRule {
+    fn kind(&self) -> Kind {
+        Kind::Linear
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel_out: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel_out)?.to_string();
+        let lin = parse(cx, node)?;
+        let x = input(node, 0)?.to_string();
+        let rin = match (cx.role, cx.method) {
+            (Role::Input, m) => z_bounded(cx, &lin, &x, &r, m)?,
+            (Role::Output, Method::Rap) if lin.conv.is_none() => first_step(cx, &lin, &x)?,
+            (_, m) => hidden(cx, &lin, &x, &r, m)?,
+        };
+        Ok(super::first_only(rin, node.input.len()))
+    }
+}
+
+/// Relu(W) and Relu(-W), and their stack along the output axis when groups allow.
+fn weight_parts(cx: &mut Cx, lin: &Lin) -> Result<(String, String, Option<String>)> {
+    let wp = cx.e.relu(&lin.w, "w.pos")?;
+    let wn = cx.e.relu_neg(&lin.w, "w.neg")?;
+    let wst = if lin.stackable() {
+        Some(cx.e.concat(&[&wp, &wn], 0, "w.stack")?)
+    } else {
+        None
+    };
+    Ok((wp, wn, wst))
+}
+
+/// The sign paths of x: (path input >= 0, tag), skipping paths known to be zero.
+fn sign_paths(cx: &mut Cx, x: &str) -> Result<Vec<(String, &'static str)>> {
+    Ok(match cx.sign(x) {
+        Sign::NonNeg => vec![(x.to_string(), "xpos")],
+        Sign::NonPos => vec![(cx.e.neg(x, "xneg")?, "xneg")],
+        Sign::Any => vec![
+            (cx.e.relu(x, "xpos")?, "xpos"),
+            (cx.e.relu_neg(x, "xneg")?, "xneg"),
+        ],
+    })
+}
+
+/// RAP 3.2 (relative rule, with the FC / Conv variants of T4) and LRP's z+ rule.
+fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
+    let (wp, wn, wst) = weight_parts(cx, lin)?;
+    let rank_out = lin.rank;
+    let mut total: Option<String> = None;
+    for (v, tag) in sign_paths(cx, x)? {
+        let c = match method {
+            Method::Rap => {
+                let (z1, z2) = lin.f_pair(cx, &v, wst.as_deref(), &wp, &wn, &format!("{tag}.z"))?;
+                let d = cx.e.add(&z1, &z2, &format!("{tag}.d"))?;
+                let g = cx.e.sd(&z2, &d, &format!("{tag}.g"))?;
+                let rho = cx.e.nonzero(&d)?;
+                let (s1_num, s2_num) = if lin.conv.is_none() {
+                    // FC: positive and negative relevance both go over slot 1 in full.
+                    let a = cx.e.mul(r, &rho, &format!("{tag}.r_rho"))?;
+                    let b = cx.e.mul(r, &g, &format!("{tag}.r_g"))?;
+                    (a, b)
+                } else {
+                    // Conv: negative relevance goes over slot 2 in full.
+                    let rp = cx.e.relu(r, &format!("{tag}.rpos"))?;
+                    let rn = cx.e.sub(r, &rp, &format!("{tag}.rneg"))?;
+                    let a = cx.e.mul(&rp, &rho, &format!("{tag}.rpos_rho"))?;
+                    let rg = cx.e.mul(r, &g, &format!("{tag}.r_g"))?;
+                    let rnr = cx.e.mul(&rn, &rho, &format!("{tag}.rneg_rho"))?;
+                    let b = cx.e.add(&rg, &rnr, &format!("{tag}.s2num"))?;
+                    (a, b)
+                };
+                let s1 = cx.e.sd(&s1_num, &z1, &format!("{tag}.s1"))?;
+                let s2 = cx.e.sd(&s2_num, &z2, &format!("{tag}.s2"))?;
+                let back = lin.ft_sum(
+                    cx,
+                    &s1,
+                    &s2,
+                    wst.as_deref(),
+                    &wp,
+                    &wn,
+                    &format!("{tag}.back"),
+                )?;
+                let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
+                shift(cx, &c, r, lin.rank, rank_out, tag)?
+            }
+            Method::Lrp => {
+                // x+ with W+, and |x-| with |W-|: both are positive contributions.
+                let w = if tag == "xpos" { &wp } else { &wn };
+                let z = lin.f(cx, &v, w, &format!("{tag}.z"))?;
+                let s = cx.e.sd(r, &z, &format!("{tag}.s"))?;
+                let back = lin.ft(cx, &s, w, &format!("{tag}.back"))?;
+                cx.e.mul(&v, &back, &format!("{tag}.c"))?
+            }
+        };
+        total = Some(match total {
+            None => c,
+            Some(t) => cx.e.add(&t, &c, "paths")?,
+        });
+    }
+    Ok(total.expect("at least one sign path"))
+}
+
+/// RAP's uniform shift: move `sum(C) - sum(R)` evenly off the non-zero entries of C.
+fn shift(cx: &mut Cx, c: &str, r: &str, rank_c: usize, rank_r: usize, tag: &str) -> Result<String> {
+    let sc = cx.e.sum_sample(c, rank_c, &format!("{tag}.sum_c"))?;
+    let sr = cx.e.sum_sample(r, rank_r, &format!("{tag}.sum_r"))?;
+    let delta = cx.e.sub(&sc, &sr, &format!("{tag}.delta"))?;
+    let nz = cx.e.nonzero(c)?;
+    let n = cx.e.sum_sample(&nz, rank_c, &format!("{tag}.count"))?;
+    let per = cx.e.sd(&delta, &n, &format!("{tag}.per"))?;
+    let take = cx.e.mul(&per, &nz, &format!("{tag}.take"))?;
+    cx.e.sub(c, &take, &format!("{tag}.shifted"))
+}
+
+/// RAP 3.1: the first step at the layer making the logits, from the target class alone.
+fn first_step(cx: &mut Cx, lin: &Lin, x: &str) -> Result<String> {
+    let t = cx.target.to_string();
+    let wt = cx.e.op(
+        "Gather",
+        "w.target",
+        &[&lin.w, &t],
+        vec![make_int("axis", 0)],
+    )?;
+    let wtp = cx.e.relu(&wt, "w.target.pos")?;
+    let wtn = cx.e.sub(&wt, &wtp, "w.target.neg")?;
+    let (xp, xn) = match cx.sign(x) {
+        Sign::NonNeg => (Some(x.to_string()), None),
+        Sign::NonPos => (None, Some(x.to_string())),
+        Sign::Any => {
+            let p = cx.e.relu(x, "xpos")?;
+            let n = cx.e.sub(x, &p, "xneg")?;
+            (Some(p), Some(n))
+        }
+    };
+    let mut c = cx.e.mul(x, &wt, "contrib")?;
+    if let (Some(b), Some(xp)) = (lin.bias.clone(), xp) {
+        // The bias is split between the positive and negative classes as P : Q, and each
+        // share spread over x+ in proportion to its contributions in that class.
+        let class_sum = |cx: &mut Cx, a: &str, w: &str, part: &str| -> Result<(String, String)> {
+            let e = cx.e.mul(a, w, &format!("e.{part}"))?;
+            let z =
+                cx.e.reduce("ReduceSum", &e, &[1], true, &format!("z.{part}"))?;
+            Ok((e, z))
+        };
+        let (epp, zpp) = class_sum(cx, &xp, &wtp, "pp")?;
+        let (epn, zpn) = class_sum(cx, &xp, &wtn, "pn")?;
+        let (p, q) = match &xn {
+            Some(xn) => {
+                let (_, znp) = class_sum(cx, xn, &wtp, "np")?;
+                let (_, znn) = class_sum(cx, xn, &wtn, "nn")?;
+                (cx.e.add(&zpp, &znn, "p")?, cx.e.add(&zpn, &znp, "q")?)
+            }
+            None => (zpp.clone(), zpn.clone()),
+        };
+        let pq = cx.e.add(&p, &q, "pq")?;
+        let bt =
+            cx.e.op("Gather", "b.target", &[&b, &t], vec![make_int("axis", 0)])?;
+        let bt = cx.e.reshape(&bt, &[-1, 1], "b.target.col")?;
+        let share_p = cx.e.sd(&p, &pq, "share.p")?;
+        let share_q = cx.e.sd(&q, &pq, "share.q")?;
+        let fp = cx.e.sd(&epp, &zpp, "frac.pp")?;
+        let fq = cx.e.sd(&epn, &zpn, "frac.pn")?;
+        let bp = cx.e.mul(&bt, &share_p, "bias.p")?;
+        let bq = cx.e.mul(&bt, &share_q, "bias.q")?;
+        let tp = cx.e.mul(&bp, &fp, "bias.p.spread")?;
+        let tq = cx.e.mul(&bq, &fq, "bias.q.spread")?;
+        let c1 = cx.e.add(&c, &tp, "contrib.bp")?;
+        c = cx.e.add(&c1, &tq, "contrib.b")?;
+    }
+    // Every input gets the magnitude of its contribution, rescaled to the total.
+    let a = cx.e.op("Abs", "abs", &[&c], vec![])?;
+    let sc = cx.e.reduce("ReduceSum", &c, &[1], true, "sum")?;
+    let sa = cx.e.reduce("ReduceSum", &a, &[1], true, "sum_abs")?;
+    let k = cx.e.sd(&sc, &sa, "scale")?;
+    cx.e.mul(&a, &k, "first")
+}
+
+/// RAP 3.3 / LRP section 4: the bounded rule for the layer reading the model input.
+fn z_bounded(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
+    let wp = cx.e.relu(&lin.w, "w.pos")?;
+    let wn = cx.e.relu_neg(&lin.w, "w.neg")?;
+    let bshape: Vec<i64> = std::iter::once(-1)
+        .chain(std::iter::repeat_n(1, lin.rank - 1))
+        .collect();
+    let (lo, hi) = match cx.bounds {
+        Bounds::PerSample => {
+            let flat =
+                cx.e.op("Flatten", "x.flat", &[x], vec![make_int("axis", 1)])?;
+            let lo = cx.e.reduce("ReduceMin", &flat, &[1], true, "lo.flat")?;
+            let hi = cx.e.reduce("ReduceMax", &flat, &[1], true, "hi.flat")?;
+            (
+                cx.e.reshape(&lo, &bshape, "lo")?,
+                cx.e.reshape(&hi, &bshape, "hi")?,
+            )
+        }
+        Bounds::Fixed(l, h) => (cx.e.scalar(l), cx.e.scalar(h)),
+    };
+    // F(L; W+) = l * F(1; W+) and F(H; W-) = -h * F(1; |W-|), with zero padding as for x.
+    let one_dims: Vec<i64> = std::iter::once(1)
+        .chain(lin.x_dims.iter().copied())
+        .collect();
+    let ones = cx.e.ones(&one_dims, "ones")?;
+    let fx = lin.f(cx, x, &lin.w, "z.x")?;
+    let fp1 = lin.f(cx, &ones, &wp, "z.ones_pos")?;
+    let fn1 = lin.f(cx, &ones, &wn, "z.ones_neg")?;
+    let lfp = cx.e.mul(&lo, &fp1, "z.lo")?;
+    let hfn = cx.e.mul(&hi, &fn1, "z.hi")?;
+    let z0 = cx.e.sub(&fx, &lfp, "z.minus_lo")?;
+    let z = cx.e.add(&z0, &hfn, "z")?;
+    let s = match method {
+        Method::Rap => cx.e.sd(r, &z, "s")?,
+        Method::Lrp => {
+            let eps = cx.e.scalar(1e-9);
+            let ze = cx.e.add(&z, &eps, "z.eps")?;
+            cx.e.div(r, &ze, "s")?
+        }
+    };
+    let bx = lin.ft(cx, &s, &lin.w, "back.x")?;
+    let bp = lin.ft(cx, &s, &wp, "back.pos")?;
+    let bn = lin.ft(cx, &s, &wn, "back.neg")?;
+    let tx = cx.e.mul(x, &bx, "in.x")?;
+    let tl = cx.e.mul(&lo, &bp, "in.lo")?;
+    let th = cx.e.mul(&hi, &bn, "in.hi")?;
+    let a = cx.e.sub(&tx, &tl, "in.x_lo")?;
+    cx.e.add(&a, &th, "in")
+}

@@ -1,0 +1,199 @@
+//! Relevance rules, one file per operator family, and the registry that maps an ONNX op type
+//! to its rule. A rule turns the relevance of a node's outputs into the relevance of its inputs
+//! by emitting plain ONNX nodes; it also tells the analysis what it knows about its op (sign of
+//! the output, whether it is a linear layer or only moves data).
+
+mod activation;
+pub mod emit;
+mod linear;
+mod norm;
+mod pool;
+mod structure;
+mod window;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+use crate::analysis::{Facts, Sign, Signs};
+use crate::bad_input;
+use crate::error::{Error, Result};
+use crate::onnx::proto::NodeProto;
+pub use emit::Emit;
+
+/// Which propagation rules to compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Relative Attributing Propagation (RAP_SPEC.md section 3).
+    Rap,
+    /// The LRP alpha1-beta0 baseline of the reference code (RAP_SPEC.md section 4).
+    Lrp,
+}
+
+/// Where a node sits, which decides the rule variant of linear layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Makes the explained logits: RAP's first-step rule.
+    Output,
+    /// Reads the model input: the bounded z^B rule.
+    Input,
+    /// Everything else: RAP's relative rule.
+    Hidden,
+}
+
+/// What kind of operator a rule handles, for the analysis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Gemm, MatMul, Conv: candidates for the first-step and input rules.
+    Linear,
+    /// Moves or copies data without arithmetic (Flatten, Reshape, Identity...).
+    ShapeOnly,
+    /// Normalises logits into probabilities (Softmax): explaining its output explains its input.
+    OutputNormalizer,
+    /// Anything else.
+    Other,
+}
+
+/// The bounds of the z^B input rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bounds {
+    /// Per-sample minimum and maximum of the input (the reference behaviour).
+    PerSample,
+    /// Fixed bounds for every sample.
+    Fixed(f32, f32),
+}
+
+/// What a rule sees besides its node.
+pub struct Cx<'a, 'g> {
+    pub e: &'a mut Emit<'g>,
+    pub facts: &'a Facts,
+    pub signs: &'a Signs,
+    pub method: Method,
+    pub role: Role,
+    /// int64 `[N]` tensor: the class explained per sample.
+    pub target: &'a str,
+    pub bounds: Bounds,
+    /// Tensors that depend on the explained input (everything else is a constant).
+    pub dynamic: &'a HashSet<String>,
+}
+
+impl Cx<'_, '_> {
+    /// The per-sample dimensions of a tensor, all known, or an error naming the node.
+    pub fn sample_dims(&self, node: &NodeProto, tensor: &str) -> Result<Vec<i64>> {
+        self.facts
+            .get(tensor)
+            .and_then(|f| f.sample_dims())
+            .ok_or_else(|| {
+                bad_input!(
+                    "node '{}' ({}): the shape of '{tensor}' is not known past the batch axis; \
+                     onnx-rap needs static shapes (fix the input size when exporting)",
+                    node.name(),
+                    node.op_type()
+                )
+            })
+    }
+
+    /// The full shape of a constant (or any fully known) tensor.
+    pub fn known_shape(&self, node: &NodeProto, tensor: &str) -> Result<Vec<i64>> {
+        let dims = self
+            .facts
+            .get(tensor)
+            .and_then(|f| f.shape.as_ref())
+            .and_then(|s| {
+                s.iter()
+                    .map(|d| match d {
+                        crate::analysis::Dim::Known(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<i64>>>()
+            });
+        dims.ok_or_else(|| {
+            bad_input!(
+                "node '{}' ({}): the shape of '{tensor}' is not known",
+                node.name(),
+                node.op_type()
+            )
+        })
+    }
+
+    /// Sign of a tensor as the analysis found it.
+    pub fn sign(&self, tensor: &str) -> Sign {
+        self.signs.get(tensor).copied().unwrap_or(Sign::Any)
+    }
+}
+
+/// One operator family's relevance rule.
+pub trait Rule: Sync {
+    /// What kind of op this is.
+    fn kind(&self) -> Kind {
+        Kind::Other
+    }
+
+    /// The sign of the output, given the signs of the inputs.
+    fn sign(&self, _node: &NodeProto, _inputs: &[Sign]) -> Sign {
+        Sign::Any
+    }
+
+    /// Emit the relevance of the inputs (one entry per input slot; `None` where an input gets
+    /// none) from the relevance of the outputs.
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel_out: &[Option<String>],
+    ) -> Result<Vec<Option<String>>>;
+}
+
+/// The registry: op type -> rule (default ONNX domain).
+pub fn registry() -> &'static HashMap<&'static str, &'static dyn Rule> {
+    static REG: OnceLock<HashMap<&'static str, &'static dyn Rule>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let mut reg: HashMap<&'static str, &'static dyn Rule> = HashMap::new();
+        linear::register(&mut reg);
+        activation::register(&mut reg);
+        pool::register(&mut reg);
+        norm::register(&mut reg);
+        structure::register(&mut reg);
+        reg
+    })
+}
+
+/// The rule for a node, if onnx-rap has one.
+pub fn rule_for(node: &NodeProto) -> Option<&'static dyn Rule> {
+    if !(node.domain().is_empty() || node.domain() == "ai.onnx") {
+        return None;
+    }
+    registry().get(node.op_type()).copied()
+}
+
+/// The relevance reaching output 0, or an error naming the node.
+pub(crate) fn rel0<'r>(node: &NodeProto, rel_out: &'r [Option<String>]) -> Result<&'r str> {
+    rel_out
+        .first()
+        .and_then(|r| r.as_deref())
+        .ok_or_else(|| unsupported_use(node, "its first output carries no relevance"))
+}
+
+/// An op used in a way its rule does not cover.
+pub(crate) fn unsupported_use(node: &NodeProto, why: &str) -> Error {
+    bad_input!(
+        "node '{}' ({}): onnx-rap cannot propagate relevance through it: {why}",
+        node.name(),
+        node.op_type()
+    )
+}
+
+/// Input `slot` of a node, or an error.
+pub(crate) fn input<'n>(node: &'n NodeProto, slot: usize) -> Result<&'n str> {
+    node.input
+        .get(slot)
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| unsupported_use(node, &format!("input {slot} is missing")))
+}
+
+/// `[Some(r), None, None...]` for a node with `n` inputs.
+pub(crate) fn first_only(r: String, n: usize) -> Vec<Option<String>> {
+    let mut v = vec![None; n.max(1)];
+    v[0] = Some(r);
+    v
+}

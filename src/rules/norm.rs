@@ -1,0 +1,46 @@
+//! BatchNormalization (inference): RAP_SPEC.md 3.6. The reference arithmetic reduces to
+//! `R * [X * w != 0]` with `w = gamma / sqrt(var^2 + eps)` (the reference squares the
+//! variance); the mask is what is left of it. LRP's `X * (R / (X w + 1e-9)) * w` equals the
+//! same mask up to ~1e-9, so both methods use it.
+
+use std::collections::HashMap;
+
+use super::{first_only, input, rel0, Cx, Rule};
+use crate::error::Result;
+use crate::onnx::attr;
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("BatchNormalization", &BatchNorm);
+}
+
+struct BatchNorm;
+
+impl Rule for BatchNorm {
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?;
+        let gamma = input(node, 1)?;
+        let var = input(node, 4)?;
+        let rank = cx.sample_dims(node, x)?.len() + 1;
+        let eps = attr::float(node, "epsilon")?.unwrap_or(1e-5);
+        let v2 = cx.e.mul(var, var, "var2")?;
+        let e = cx.e.scalar(eps);
+        let v2e = cx.e.add(&v2, &e, "var2_eps")?;
+        let sq = cx.e.op("Sqrt", "std", &[&v2e], vec![])?;
+        let w = cx.e.div(gamma, &sq, "w")?;
+        let shape: Vec<i64> = std::iter::once(-1)
+            .chain(std::iter::repeat_n(1, rank - 2))
+            .collect();
+        let w = cx.e.reshape(&w, &shape, "w.col")?;
+        let xw = cx.e.mul(x, &w, "xw")?;
+        let mask = cx.e.nonzero(&xw)?;
+        let out = cx.e.mul(&r, &mask, "masked")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}

@@ -1,0 +1,205 @@
+//! MaxPool, AveragePool, GlobalAveragePool: the plain z-rule through the pool's gradient
+//! (RAP_SPEC.md 3.5): `R_in = X * G^T sd(R, Y)`.
+//!
+//! tract has no MaxUnpool, so the gradient of MaxPool is built from convolutions: a Conv with
+//! one-hot kernels lays every window out on its own channel, `Equal` against the pooled value
+//! marks the maxima, a 1x1 Conv with a strictly lower-triangular matrix keeps the first one per
+//! window (the reference's tie rule), and a ConvTranspose with the same one-hot kernels adds
+//! the windows back onto the input grid (overlapping windows add up).
+
+use std::collections::HashMap;
+
+use super::window::Window;
+use super::{first_only, input, rel0, unsupported_use, Cx, Rule};
+use crate::analysis::{common_sign, Sign};
+use crate::error::Result;
+use crate::onnx::attr::{self, make_ints};
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("MaxPool", &MaxPool);
+    reg.insert("AveragePool", &AvgPool);
+    reg.insert("GlobalAveragePool", &GlobalAvgPool);
+}
+
+struct MaxPool;
+struct AvgPool;
+struct GlobalAvgPool;
+
+/// Shapes of a pool node: (channels, input spatial, output spatial).
+fn dims(cx: &Cx, node: &NodeProto) -> Result<(i64, Vec<i64>, Vec<i64>)> {
+    let x = input(node, 0)?;
+    let y = node.output.first().map(String::as_str).unwrap_or("");
+    let xd = cx.sample_dims(node, x)?;
+    let yd = cx.sample_dims(node, y)?;
+    if xd.len() < 2 || xd.len() != yd.len() {
+        return Err(unsupported_use(
+            node,
+            "expected [batch, channels, spatial...] tensors",
+        ));
+    }
+    Ok((xd[0], xd[1..].to_vec(), yd[1..].to_vec()))
+}
+
+fn window(cx: &Cx, node: &NodeProto) -> Result<(i64, Window)> {
+    let (c, sp, osp) = dims(cx, node)?;
+    let kernel = attr::ints(node, "kernel_shape")?
+        .ok_or_else(|| unsupported_use(node, "it has no kernel_shape"))?;
+    Ok((c, Window::of(node, kernel, sp, osp)?))
+}
+
+fn with_batch(rest: &[i64], second: i64) -> Vec<i64> {
+    [vec![-1, second], rest.to_vec()].concat()
+}
+
+impl Rule for MaxPool {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(&ins[..1.min(ins.len())])
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?.to_string();
+        let y = node.output[0].clone();
+        if attr::int(node, "storage_order")?.unwrap_or(0) != 0 {
+            return Err(unsupported_use(node, "storage_order = 1"));
+        }
+        let (c, win) = window(cx, node)?;
+        let k: i64 = win.kernel.iter().product();
+        let ks = k as usize;
+        let kdims: Vec<i64> = [vec![k, 1], win.kernel.clone()].concat();
+        let mut onehot = vec![0f32; ks * ks];
+        for i in 0..ks {
+            onehot[i * ks + i] = 1.0;
+        }
+        let onehot = cx.e.const_f32("onehot", &kdims, &onehot);
+        let tdims: Vec<i64> = [vec![k, k], vec![1; win.kernel.len()]].concat();
+        let mut tri = vec![0f32; ks * ks];
+        for i in 0..ks {
+            for j in 0..i {
+                tri[i * ks + j] = 1.0;
+            }
+        }
+        let tri = cx.e.const_f32("earlier", &tdims, &tri);
+
+        let xr = cx.e.reshape(&x, &with_batch(&win.input, 1), "x.planes")?;
+        let patches =
+            cx.e.op("Conv", "windows", &[&xr, &onehot], win.conv_attrs())?;
+        let yr = cx.e.reshape(&y, &with_batch(&win.output, 1), "y.planes")?;
+        let eq = cx.e.op("Equal", "is_max.eq", &[&patches, &yr], vec![])?;
+        let eq =
+            cx.e.op("Cast", "is_max", &[&eq], vec![attr::make_int("to", 1)])?;
+        let ones: Vec<i64> = vec![1; win.kernel.len()];
+        let before = cx.e.op(
+            "Conv",
+            "max_before",
+            &[&eq, &tri],
+            vec![make_ints("kernel_shape", &ones)],
+        )?;
+        let none_before = cx.e.is_zero(&before, "first")?;
+        let first = cx.e.mul(&eq, &none_before, "argmax")?;
+        let s = cx.e.sd(&r, &y, "s")?;
+        let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
+        let g = cx.e.mul(&first, &sr, "s.at_argmax")?;
+        let back = cx.e.op(
+            "ConvTranspose",
+            "unpool",
+            &[&g, &onehot],
+            win.transpose_attrs(),
+        )?;
+        let back =
+            cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
+        let out = cx.e.mul(&x, &back, "in")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+impl Rule for AvgPool {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(&ins[..1.min(ins.len())])
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?.to_string();
+        let y = node.output[0].clone();
+        let (c, win) = window(cx, node)?;
+        let n = win.kernel.len();
+        let include_pad = attr::int(node, "count_include_pad")?.unwrap_or(0) != 0;
+        let extra = win.extra_end();
+        let padded = win
+            .begin
+            .iter()
+            .chain(&win.end)
+            .chain(&extra)
+            .any(|&p| p != 0);
+        let kdims: Vec<i64> = [vec![1, 1], win.kernel.clone()].concat();
+        let k: i64 = win.kernel.iter().product();
+        let ones_k = cx.e.const_f32("kernel", &kdims, &vec![1.0; k as usize]);
+        // The divisor of every window: the kernel size, or the number of elements it covers.
+        let count = if !padded {
+            cx.e.scalar(k as f32)
+        } else {
+            let (grid, pads): (Vec<i64>, Vec<i64>) = if include_pad {
+                let g = (0..n)
+                    .map(|i| win.input[i] + win.begin[i] + win.end[i])
+                    .collect();
+                (g, [vec![0; n], extra.clone()].concat())
+            } else {
+                let e: Vec<i64> = (0..n).map(|i| win.end[i] + extra[i]).collect();
+                (win.input.clone(), [win.begin.clone(), e].concat())
+            };
+            let ones = cx.e.ones(&[vec![1, 1], grid].concat(), "grid")?;
+            let a = vec![
+                make_ints("kernel_shape", &win.kernel),
+                make_ints("strides", &win.strides),
+                make_ints("pads", &pads),
+            ];
+            cx.e.op("Conv", "count", &[&ones, &ones_k], a)?
+        };
+        let s = cx.e.sd(&r, &y, "s")?;
+        let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
+        let q = cx.e.div(&sr, &count, "s.mean")?;
+        let back = cx.e.op(
+            "ConvTranspose",
+            "unpool",
+            &[&q, &ones_k],
+            win.transpose_attrs(),
+        )?;
+        let back =
+            cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
+        let out = cx.e.mul(&x, &back, "in")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+impl Rule for GlobalAvgPool {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(&ins[..1.min(ins.len())])
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?.to_string();
+        let y = node.output[0].clone();
+        let (_, sp, _) = dims(cx, node)?;
+        let area: i64 = sp.iter().product();
+        let s = cx.e.sd(&r, &y, "s")?;
+        let a = cx.e.scalar(area as f32);
+        let q = cx.e.div(&s, &a, "s.mean")?;
+        let out = cx.e.mul(&x, &q, "in")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}

@@ -1,0 +1,125 @@
+//! Ops that combine or reshape tensors: Add (the residual z-rule, RAP_SPEC.md 3.8), Concat
+//! (z-rule per piece), and Flatten / Reshape / Squeeze / Unsqueeze (relevance is reshaped back,
+//! 3.7).
+
+use std::collections::HashMap;
+
+use super::{input, rel0, unsupported_use, Cx, Kind, Rule};
+use crate::analysis::{common_sign, Sign};
+use crate::error::Result;
+use crate::onnx::attr;
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("Add", &Add);
+    reg.insert("Concat", &Concat);
+    for op in ["Flatten", "Reshape", "Squeeze", "Unsqueeze"] {
+        reg.insert(op, &Reshape);
+    }
+}
+
+struct Add;
+struct Concat;
+struct Reshape;
+
+impl Rule for Add {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let y = node.output[0].clone();
+        let (a, b) = (input(node, 0)?.to_string(), input(node, 1)?.to_string());
+        let y_dims = cx.sample_dims(node, &y)?;
+        let live: Vec<bool> = [&a, &b]
+            .iter()
+            .map(|t| cx.dynamic.contains(t.as_str()))
+            .collect();
+        for (t, &l) in [&a, &b].iter().zip(&live) {
+            if l && cx.sample_dims(node, t)? != y_dims {
+                return Err(unsupported_use(
+                    node,
+                    "a broadcasting Add of activations is not supported",
+                ));
+            }
+        }
+        match (live[0], live[1]) {
+            // Residual join: z-rule on the recomputed sum, each summand gets its share.
+            (true, true) => {
+                let s = cx.e.sd(&r, &y, "s")?;
+                let ra = cx.e.mul(&a, &s, "in.a")?;
+                let rb = cx.e.mul(&b, &s, "in.b")?;
+                Ok(vec![Some(ra), Some(rb)])
+            }
+            // A constant added to an activation (a bias): the constant takes no relevance.
+            (true, false) => Ok(vec![Some(r), None]),
+            (false, true) => Ok(vec![None, Some(r)]),
+            (false, false) => Ok(vec![None, None]),
+        }
+    }
+}
+
+impl Rule for Concat {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let rank = cx.sample_dims(node, &node.output[0])?.len() as i64 + 1;
+        let mut axis = attr::int(node, "axis")?.ok_or_else(|| unsupported_use(node, "no axis"))?;
+        if axis < 0 {
+            axis += rank;
+        }
+        if axis <= 0 || axis >= rank {
+            return Err(unsupported_use(node, "concatenation along the batch axis"));
+        }
+        let mut sizes = Vec::new();
+        for t in &node.input {
+            sizes.push(cx.sample_dims(node, t)?[axis as usize - 1]);
+        }
+        let pieces = cx.e.split(&r, axis, &sizes, "pieces")?;
+        let mut out = Vec::new();
+        for (t, piece) in node.input.iter().zip(pieces) {
+            if cx.dynamic.contains(t) {
+                let m = cx.e.nonzero(t)?;
+                out.push(Some(cx.e.mul(&piece, &m, "in")?));
+            } else {
+                out.push(None);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Rule for Reshape {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(&ins[..1.min(ins.len())])
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?;
+        let shape: Vec<i64> = std::iter::once(-1)
+            .chain(cx.sample_dims(node, x)?)
+            .collect();
+        let out = cx.e.reshape(&r, &shape, "in")?;
+        Ok(super::first_only(out, node.input.len()))
+    }
+}

@@ -1,0 +1,92 @@
+//! Running an ONNX model with tract: load from bytes, fix the input shapes, optimise, run.
+
+use ndarray::ArrayD;
+use tract_onnx::prelude::*;
+
+use crate::error::Result;
+use crate::runtime_err;
+
+/// One input value.
+pub enum Value {
+    F32(ArrayD<f32>),
+    I64(ArrayD<i64>),
+}
+
+impl Value {
+    fn tensor(&self) -> Tensor {
+        match self {
+            Value::F32(a) => a.clone().into_tensor(),
+            Value::I64(a) => a.clone().into_tensor(),
+        }
+    }
+    fn fact(&self) -> InferenceFact {
+        match self {
+            Value::F32(a) => InferenceFact::dt_shape(f32::datum_type(), a.shape()),
+            Value::I64(a) => InferenceFact::dt_shape(i64::datum_type(), a.shape()),
+        }
+    }
+}
+
+/// A model optimised by tract for fixed input shapes, ready to run many times.
+pub struct Plan {
+    plan: std::sync::Arc<TypedSimplePlan>,
+    outputs: Vec<String>,
+}
+
+impl Plan {
+    /// Load `bytes` (an encoded model) for inputs shaped like `inputs`, in graph input order.
+    pub fn new(bytes: &[u8], inputs: &[Value], output_names: Vec<String>) -> Result<Plan> {
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(|e| runtime_err!("tract cannot load the model: {e:#}"))?;
+        for (i, v) in inputs.iter().enumerate() {
+            model = model
+                .with_input_fact(i, v.fact())
+                .map_err(|e| runtime_err!("tract rejects input {i}: {e:#}"))?;
+        }
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| runtime_err!("tract cannot optimise the model: {e:#}"))?;
+        Ok(Plan {
+            plan,
+            outputs: output_names,
+        })
+    }
+
+    /// Run; returns every output converted to f32, with its name.
+    pub fn run(&self, inputs: &[Value]) -> Result<Vec<(String, ArrayD<f32>)>> {
+        let tv: TVec<TValue> = inputs.iter().map(|v| v.tensor().into()).collect();
+        let outs = self
+            .plan
+            .run(tv)
+            .map_err(|e| runtime_err!("tract failed to run the model: {e:#}"))?;
+        let mut res = Vec::new();
+        for (i, o) in outs.into_iter().enumerate() {
+            let t = o
+                .into_tensor()
+                .cast_to::<f32>()
+                .map_err(|e| runtime_err!("output {i}: {e:#}"))?
+                .into_owned();
+            let a = t
+                .into_plain_array::<f32>()
+                .map_err(|e| runtime_err!("output {i}: {e:#}"))?;
+            let name = self
+                .outputs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("output{i}"));
+            res.push((name, a));
+        }
+        Ok(res)
+    }
+}
+
+/// Load and run a model once.
+pub fn run_once(
+    bytes: &[u8],
+    inputs: &[Value],
+    output_names: Vec<String>,
+) -> Result<Vec<(String, ArrayD<f32>)>> {
+    Plan::new(bytes, inputs, output_names)?.run(inputs)
+}
