@@ -1,0 +1,155 @@
+"""Make the small ONNX files under tests/data (run once; the outputs are committed).
+
+Needs only onnx and numpy (the test venv). Every model has fixed-seed random weights.
+
+usage: python scripts/make_test_data.py
+"""
+import os
+import shutil
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data")
+rng = np.random.default_rng(7)
+
+
+def init(name, *shape, scale=0.3):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def model(nodes, inits, inputs, outputs, opset=17, name="g"):
+    g = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnx-rap tests")
+    m.ir_version = 8
+    return m
+
+
+def vi(name, *dims, t=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, t, list(dims))
+
+
+def save(m, name, check=True):
+    if check:
+        onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, os.path.join(OUT, name))
+
+
+def tiny_mlp():
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "w2", "b2"], ["logits"], name="fc2", transB=1),
+    ]
+    inits = [init("w1", 6, 8), init("b1", 6), init("w2", 3, 6), init("b2", 3)]
+    return model(nodes, inits, [vi("x", "N", 8)], [vi("logits", "N", 3)], name="tiny_mlp")
+
+
+def tiny_cnn():
+    """Conv geometry the golden cases do not cover: asymmetric pads, stride 2, dilation,
+    groups, non-square input, overlapping ceil-mode MaxPool, padded AveragePool (both
+    count_include_pad settings), BatchNormalization, Concat, a residual Add, GAP."""
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "c1w", "c1b"], ["c1"], name="conv1", pads=[1, 0, 2, 1], strides=[2, 1]),
+        n("Relu", ["c1"], ["r1"], name="relu1"),
+        n("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+        n("Conv", ["p1", "c2w"], ["c2"], name="conv2_grouped", group=2, pads=[1, 1, 1, 1]),
+        n("BatchNormalization", ["c2", "bn_s", "bn_b", "bn_m", "bn_v"], ["b2"], name="bn2"),
+        n("Relu", ["b2"], ["r2"], name="relu2"),
+        n("Conv", ["p1", "c3w"], ["c3"], name="conv3_dilated", dilations=[2, 2], pads=[2, 2, 2, 2]),
+        n("Relu", ["c3"], ["r3"], name="relu3"),
+        n("Add", ["r2", "r3"], ["s"], name="residual"),
+        n("Relu", ["s"], ["rs"], name="relu_s"),
+        n("AveragePool", ["rs"], ["ap1"], name="avg_excl", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
+        n("AveragePool", ["rs"], ["ap2"], name="avg_incl", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1),
+        n("Conv", ["ap2", "c4w"], ["c4"], name="conv4_depthwise", group=4, kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        n("Relu", ["c4"], ["r4"], name="relu4"),
+        n("GlobalAveragePool", ["ap1"], ["g1"], name="gap1"),
+        n("GlobalAveragePool", ["r4"], ["g2"], name="gap2"),
+        n("Concat", ["g1", "g2"], ["cat"], name="concat", axis=1),
+        n("Flatten", ["cat"], ["flat"], name="flatten"),
+        n("Gemm", ["flat", "fcw", "fcb"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [
+        init("c1w", 4, 3, 3, 2), init("c1b", 4),
+        init("c2w", 4, 2, 3, 3),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, 4).astype(np.float32), "bn_s"),
+        init("bn_b", 4), init("bn_m", 4),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, 4).astype(np.float32), "bn_v"),
+        init("c3w", 4, 4, 3, 3),
+        init("c4w", 4, 1, 3, 3),
+        init("fcw", 5, 8), init("fcb", 5),
+    ]
+    return model(nodes, inits, [vi("x", "N", 3, 13, 11)], [vi("logits", "N", 5)], name="tiny_cnn")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    save(tiny_mlp(), "tiny_mlp.onnx")
+    cnn = tiny_cnn()
+    save(cnn, "tiny_cnn.onnx")
+    np.save(os.path.join(OUT, "tiny_cnn_input.npy"), rng.standard_normal((3, 3, 13, 11)).astype(np.float32))
+    np.save(os.path.join(OUT, "tiny_mlp_input.npy"), rng.standard_normal((5, 8)).astype(np.float32))
+
+    # The same network with its weights in an external data file.
+    ext = os.path.join(OUT, "external")
+    os.makedirs(ext, exist_ok=True)
+    onnx.save(tiny_cnn_copy(cnn), os.path.join(ext, "model.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+
+    # A model with an op nobody has a rule for, two inputs, and a non-2-D output.
+    n = helper.make_node
+    save(model([n("Gemm", ["x", "w"], ["h"], name="fc1", transB=1),
+                n("Sin", ["h"], ["s"], name="mystery_sin"),
+                n("Cos", ["s"], ["c"], name="mystery_cos"),
+                n("Sin", ["c"], ["logits"], name="mystery_sin2")],
+               [init("w", 3, 4)], [vi("x", "N", 4)], [vi("logits", "N", 3)]), "unsupported_op.onnx")
+    save(model([n("Add", ["a", "b"], ["s"], name="add"), n("Gemm", ["s", "w"], ["logits"], name="fc", transB=1)],
+               [init("w", 3, 4)], [vi("a", "N", 4), vi("b", "N", 4)], [vi("logits", "N", 3)]), "two_inputs.onnx")
+    save(model([n("Conv", ["x", "w"], ["y"], name="conv")], [init("w", 2, 1, 3, 3)],
+               [vi("x", "N", 1, 8, 8)], [vi("y", "N", 2, 6, 6)]), "not_a_classifier.onnx")
+
+    # Bad files.
+    bad = os.path.join(OUT, "bad")
+    os.makedirs(bad, exist_ok=True)
+    open(os.path.join(bad, "empty.onnx"), "wb").close()
+    with open(os.path.join(bad, "not_onnx.onnx"), "w") as f:
+        f.write("this is a text file, not a model\n" * 4)
+    full = tiny_cnn().SerializeToString()
+    with open(os.path.join(bad, "truncated.onnx"), "wb") as f:
+        f.write(full[: len(full) // 2])
+    cyc = model([n("Relu", ["b"], ["a"], name="relu_a"), n("Relu", ["a"], ["b"], name="relu_b"),
+                 n("Add", ["x", "a"], ["logits"], name="add")], [], [vi("x", "N", 3)], [vi("logits", "N", 3)])
+    save(cyc, "bad/cycle.onnx", check=False)
+    dangling = model([n("Gemm", ["x", "w_missing"], ["logits"], name="fc", transB=1)], [],
+                     [vi("x", "N", 4)], [vi("logits", "N", 3)])
+    save(dangling, "bad/dangling_input.onnx", check=False)
+    # External data: a model whose data file is missing, and one whose offset is past the end.
+    os.makedirs(os.path.join(bad, "missing_data"), exist_ok=True)
+    shutil.copy(os.path.join(ext, "model.onnx"), os.path.join(bad, "missing_data", "model.onnx"))
+    os.makedirs(os.path.join(bad, "short_data"), exist_ok=True)
+    shutil.copy(os.path.join(ext, "model.onnx"), os.path.join(bad, "short_data", "model.onnx"))
+    with open(os.path.join(ext, "model.onnx.data"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(bad, "short_data", "model.onnx.data"), "wb") as f:
+        f.write(data[: len(data) // 3])
+
+    # The light model zoo that the onnx package ships (weights from ConstantOfShape).
+    light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    light = os.path.join(OUT, "light")
+    os.makedirs(light, exist_ok=True)
+    for f in sorted(os.listdir(light_src)):
+        if f.endswith(".onnx"):
+            shutil.copy(os.path.join(light_src, f), os.path.join(light, f))
+
+
+def tiny_cnn_copy(m):
+    c = onnx.ModelProto()
+    c.CopyFrom(m)
+    return c
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+//! Helpers shared by the integration tests: paths, the onnxruntime runner (through the test
+//! venv's Python), .npy I/O and relative comparisons.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ndarray::ArrayD;
+use ndarray_npy::{read_npy, write_npy};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python that has onnxruntime: $ONNX_RAP_PYTHON, else the repo's `.venv` made by
+/// `scripts/test.sh`. Missing Python is a test failure, not a skip.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("ONNX_RAP_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "no Python with onnxruntime: run scripts/test.sh (it creates .venv) or set ONNX_RAP_PYTHON"
+    );
+    p
+}
+
+pub enum Feed {
+    F32(ArrayD<f32>),
+    I64(ArrayD<i64>),
+}
+
+/// Run a model file in onnxruntime; returns every output by name.
+pub fn run_ort(model: &Path, feeds: &[(&str, Feed)]) -> HashMap<String, ArrayD<f32>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        root().join("tests/python/ort_run.py").display().to_string(),
+        model.display().to_string(),
+        dir.path().display().to_string(),
+    ];
+    for (name, f) in feeds {
+        let p = dir.path().join(format!("in_{name}.npy"));
+        match f {
+            Feed::F32(a) => write_npy(&p, a).unwrap(),
+            Feed::I64(a) => write_npy(&p, a).unwrap(),
+        }
+        args.push(format!("{name}={}", p.display()));
+    }
+    let out = Command::new(python())
+        .args(&args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "onnxruntime failed on {}: {}",
+        model.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut res = HashMap::new();
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_stem().unwrap().to_string_lossy().to_string();
+        if name.starts_with("in_") {
+            continue;
+        }
+        let a: ArrayD<f32> = read_npy(&p).unwrap_or_else(|_| {
+            let i: ArrayD<i64> = read_npy(&p).unwrap();
+            i.mapv(|v| v as f32)
+        });
+        res.insert(name, a);
+    }
+    res
+}
+
+pub fn npy_f32(p: &Path) -> ArrayD<f32> {
+    read_npy(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn npy_i64(p: &Path) -> ArrayD<i64> {
+    read_npy(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Per sample: max |got - want| / max |want|.
+pub fn rel_err_per_sample(got: &ArrayD<f32>, want: &ArrayD<f32>) -> Vec<f64> {
+    assert_eq!(got.shape(), want.shape(), "shape mismatch");
+    (0..want.shape()[0])
+        .map(|i| {
+            let g = got.index_axis(ndarray::Axis(0), i);
+            let w = want.index_axis(ndarray::Axis(0), i);
+            let scale = w.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+            let diff = g
+                .iter()
+                .zip(w.iter())
+                .fold(0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+            diff / scale
+        })
+        .collect()
+}
+
+/// Per-sample sums over the non-batch axes.
+pub fn sums(a: &ArrayD<f32>) -> Vec<f64> {
+    (0..a.shape()[0])
+        .map(|i| {
+            a.index_axis(ndarray::Axis(0), i)
+                .iter()
+                .map(|&v| v as f64)
+                .sum()
+        })
+        .collect()
+}
+
+/// Compile a model file with the library, returning the encoded model_rap bytes.
+pub fn compile_file(model: &Path, opts: &onnx_rap::pass::Options) -> Vec<u8> {
+    let proto = onnx_rap::onnx::load(model).unwrap();
+    let origin = model.display().to_string();
+    let m = onnx_rap::ir::import(&proto, &origin).unwrap();
+    let c = onnx_rap::pass::compile(&m, opts, &origin).unwrap();
+    onnx_rap::onnx::encode(&onnx_rap::ir::export(&c).unwrap())
+}
+
+/// Names of a model's graph outputs, in order.
+pub fn output_names(bytes: &[u8]) -> Vec<String> {
+    let m = onnx_rap::onnx::decode(bytes, "model").unwrap();
+    m.graph
+        .unwrap()
+        .output
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect()
+}
+
+/// Run encoded model bytes in tract; outputs by name.
+pub fn run_tract(
+    bytes: &[u8],
+    inputs: Vec<onnx_rap::runtime::Value>,
+) -> HashMap<String, ArrayD<f32>> {
+    let names = output_names(bytes);
+    onnx_rap::runtime::run_once(bytes, &inputs, names)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
