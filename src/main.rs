@@ -92,7 +92,7 @@ fn parse_bounds(s: &str) -> std::result::Result<(f32, f32), String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{hi}' is not a number"))?;
-    if !(lo <= hi) {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
         return Err(format!("LO ({lo}) must not exceed HI ({hi})"));
     }
     Ok((lo, hi))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use onnx_rap::pass::Options;
@@ -37,7 +37,7 @@ fn tolerance(meta: &Json, method: &str, sample: usize) -> f64 {
     }
 }
 
-fn check_case(dir: &PathBuf, method: Method) {
+fn check_case(dir: &Path, method: Method) {
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
     let meta: Json =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();

@@ -10,6 +10,7 @@
 mod builder;
 mod export;
 mod import;
+mod listing;
 
 use std::collections::{HashMap, HashSet};
 
@@ -163,3 +164,4 @@ impl Graph {
 
 pub use export::export;
 pub use import::import;
+pub use listing::listing;

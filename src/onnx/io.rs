@@ -164,7 +164,7 @@ pub fn save(model: &ModelProto, path: &Path, opts: &SaveOptions) -> Result<()> {
                 continue;
             }
             // Keep every tensor aligned to 64 bytes so the data file can be memory-mapped.
-            while blob.len() % 64 != 0 {
+            while !blob.len().is_multiple_of(64) {
                 blob.push(0);
             }
             let raw = t.raw_data.take().unwrap_or_default();

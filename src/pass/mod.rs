@@ -122,7 +122,7 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
         .and_then(|s| s.first().cloned())
         .unwrap_or(Dim::Sym("N".into()));
     if opts.target_input {
-        add_input(&mut out.graph, TARGET, 7, &[batch_dim.clone()]);
+        add_input(&mut out.graph, TARGET, 7, std::slice::from_ref(&batch_dim));
     }
     let mut e = Emit::new(&mut out.graph, opset);
 

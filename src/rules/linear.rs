@@ -29,8 +29,9 @@ struct Lin {
     conv: Option<(Window, i64)>,
     /// Weight in F layout: Dense `[C, D]`, Conv `[Cout, Cin/g, k...]`.
     w: String,
-    /// Bias `[C]` (Dense only; hidden layers ignore biases as the reference does).
-    bias: Option<String>,
+    /// Bias with C values and its factor beta (Dense only; only the first step uses it,
+    /// hidden layers ignore biases as the reference does).
+    bias: Option<(String, f32)>,
     /// Output channels C.
     c: i64,
     /// Rank of the layer input (2 for Dense).
@@ -67,49 +68,39 @@ impl Lin {
         }
     }
 
-    /// `[F(x; wa), F(x; wb)]`, with one op on stacked weights where groups allow.
-    fn f_pair(
-        &self,
-        cx: &mut Cx,
-        x: &str,
-        wst: Option<&str>,
-        wa: &str,
-        wb: &str,
-        part: &str,
-    ) -> Result<(String, String)> {
-        if let Some(wst) = wst {
+    /// `[F(x; W+), F(x; |W-|)]`, with one op on stacked weights where groups allow.
+    fn f_pair(&self, cx: &mut Cx, x: &str, w: &Parts, part: &str) -> Result<(String, String)> {
+        if let Some(wst) = &w.stack {
             let z = self.f(cx, x, wst, &format!("{part}.z"))?;
             let mut v = cx.e.split(&z, 1, &[self.c, self.c], part)?;
             let b = v.pop().expect("two pieces");
             let a = v.pop().expect("two pieces");
             Ok((a, b))
         } else {
-            let a = self.f(cx, x, wa, &format!("{part}.a"))?;
-            let b = self.f(cx, x, wb, &format!("{part}.b"))?;
+            let a = self.f(cx, x, &w.pos, &format!("{part}.a"))?;
+            let b = self.f(cx, x, &w.neg, &format!("{part}.b"))?;
             Ok((a, b))
         }
     }
 
-    /// `Ft(sa; wa) + Ft(sb; wb)`, as one op on stacked relevance where groups allow.
-    fn ft_sum(
-        &self,
-        cx: &mut Cx,
-        sa: &str,
-        sb: &str,
-        wst: Option<&str>,
-        wa: &str,
-        wb: &str,
-        part: &str,
-    ) -> Result<String> {
-        if let Some(wst) = wst {
+    /// `Ft(sa; W+) + Ft(sb; |W-|)`, as one op on stacked relevance where groups allow.
+    fn ft_sum(&self, cx: &mut Cx, sa: &str, sb: &str, w: &Parts, part: &str) -> Result<String> {
+        if let Some(wst) = &w.stack {
             let s = cx.e.concat(&[sa, sb], 1, &format!("{part}.s"))?;
             self.ft(cx, &s, wst, part)
         } else {
-            let a = self.ft(cx, sa, wa, &format!("{part}.a"))?;
-            let b = self.ft(cx, sb, wb, &format!("{part}.b"))?;
+            let a = self.ft(cx, sa, &w.pos, &format!("{part}.a"))?;
+            let b = self.ft(cx, sb, &w.neg, &format!("{part}.b"))?;
             cx.e.add(&a, &b, part)
         }
     }
+}
+
+/// W+ = Relu(W), |W-| = Relu(-W), and their stack along the output axis when groups allow.
+struct Parts {
+    pos: String,
+    neg: String,
+    stack: Option<String>,
 }
 
 fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
@@ -187,12 +178,7 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                         "its bias is not one value per output",
                     ));
                 }
-                let mut bb = cx.e.reshape(b, &[-1], "b.flat")?;
-                if beta != 1.0 {
-                    let s = cx.e.scalar(beta);
-                    bb = cx.e.mul(&bb, &s, "b.beta")?;
-                }
-                bias = Some(bb);
+                bias = Some((b.clone(), beta));
             }
             Ok(Lin {
                 conv: None,
@@ -230,16 +216,15 @@ impl Rule for LinearRule {
     }
 }
 
-/// Relu(W) and Relu(-W), and their stack along the output axis when groups allow.
-fn weight_parts(cx: &mut Cx, lin: &Lin) -> Result<(String, String, Option<String>)> {
-    let wp = cx.e.relu(&lin.w, "w.pos")?;
-    let wn = cx.e.relu_neg(&lin.w, "w.neg")?;
-    let wst = if lin.stackable() {
-        Some(cx.e.concat(&[&wp, &wn], 0, "w.stack")?)
+fn weight_parts(cx: &mut Cx, lin: &Lin) -> Result<Parts> {
+    let pos = cx.e.relu(&lin.w, "w.pos")?;
+    let neg = cx.e.relu_neg(&lin.w, "w.neg")?;
+    let stack = if lin.stackable() {
+        Some(cx.e.concat(&[&pos, &neg], 0, "w.stack")?)
     } else {
         None
     };
-    Ok((wp, wn, wst))
+    Ok(Parts { pos, neg, stack })
 }
 
 /// The sign paths of x: (path input >= 0, tag), skipping paths known to be zero.
@@ -256,13 +241,13 @@ fn sign_paths(cx: &mut Cx, x: &str) -> Result<Vec<(String, &'static str)>> {
 
 /// RAP 3.2 (relative rule, with the FC / Conv variants of T4) and LRP's z+ rule.
 fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
-    let (wp, wn, wst) = weight_parts(cx, lin)?;
+    let w = weight_parts(cx, lin)?;
     let rank_out = lin.rank;
     let mut total: Option<String> = None;
     for (v, tag) in sign_paths(cx, x)? {
         let c = match method {
             Method::Rap => {
-                let (z1, z2) = lin.f_pair(cx, &v, wst.as_deref(), &wp, &wn, &format!("{tag}.z"))?;
+                let (z1, z2) = lin.f_pair(cx, &v, &w, &format!("{tag}.z"))?;
                 let d = cx.e.add(&z1, &z2, &format!("{tag}.d"))?;
                 let g = cx.e.sd(&z2, &d, &format!("{tag}.g"))?;
                 let rho = cx.e.nonzero(&d)?;
@@ -283,24 +268,16 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 };
                 let s1 = cx.e.sd(&s1_num, &z1, &format!("{tag}.s1"))?;
                 let s2 = cx.e.sd(&s2_num, &z2, &format!("{tag}.s2"))?;
-                let back = lin.ft_sum(
-                    cx,
-                    &s1,
-                    &s2,
-                    wst.as_deref(),
-                    &wp,
-                    &wn,
-                    &format!("{tag}.back"),
-                )?;
+                let back = lin.ft_sum(cx, &s1, &s2, &w, &format!("{tag}.back"))?;
                 let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
                 shift(cx, &c, r, lin.rank, rank_out, tag)?
             }
             Method::Lrp => {
                 // x+ with W+, and |x-| with |W-|: both are positive contributions.
-                let w = if tag == "xpos" { &wp } else { &wn };
-                let z = lin.f(cx, &v, w, &format!("{tag}.z"))?;
+                let wk = if tag == "xpos" { &w.pos } else { &w.neg };
+                let z = lin.f(cx, &v, wk, &format!("{tag}.z"))?;
                 let s = cx.e.sd(r, &z, &format!("{tag}.s"))?;
-                let back = lin.ft(cx, &s, w, &format!("{tag}.back"))?;
+                let back = lin.ft(cx, &s, wk, &format!("{tag}.back"))?;
                 cx.e.mul(&v, &back, &format!("{tag}.c"))?
             }
         };
@@ -345,7 +322,12 @@ fn first_step(cx: &mut Cx, lin: &Lin, x: &str) -> Result<String> {
         }
     };
     let mut c = cx.e.mul(x, &wt, "contrib")?;
-    if let (Some(b), Some(xp)) = (lin.bias.clone(), xp) {
+    if let (Some((b, beta)), Some(xp)) = (lin.bias.clone(), xp) {
+        let mut b = cx.e.reshape(&b, &[-1], "b.flat")?;
+        if beta != 1.0 {
+            let s = cx.e.scalar(beta);
+            b = cx.e.mul(&b, &s, "b.beta")?;
+        }
         // The bias is split between the positive and negative classes as P : Q, and each
         // share spread over x+ in proportion to its contributions in that class.
         let class_sum = |cx: &mut Cx, a: &str, w: &str, part: &str| -> Result<(String, String)> {

@@ -183,7 +183,7 @@ pub(crate) fn unsupported_use(node: &NodeProto, why: &str) -> Error {
 }
 
 /// Input `slot` of a node, or an error.
-pub(crate) fn input<'n>(node: &'n NodeProto, slot: usize) -> Result<&'n str> {
+pub(crate) fn input(node: &NodeProto, slot: usize) -> Result<&str> {
     node.input
         .get(slot)
         .map(String::as_str)

@@ -40,8 +40,8 @@ pub fn run_ort(model: &Path, feeds: &[(&str, Feed)]) -> HashMap<String, ArrayD<f
         model.display().to_string(),
         dir.path().display().to_string(),
     ];
-    for (name, f) in feeds {
-        let p = dir.path().join(format!("in_{name}.npy"));
+    for (k, (name, f)) in feeds.iter().enumerate() {
+        let p = dir.path().join(format!("in_{k}.npy"));
         match f {
             Feed::F32(a) => write_npy(&p, a).unwrap(),
             Feed::I64(a) => write_npy(&p, a).unwrap(),
@@ -59,12 +59,10 @@ pub fn run_ort(model: &Path, feeds: &[(&str, Feed)]) -> HashMap<String, ArrayD<f
         String::from_utf8_lossy(&out.stderr)
     );
     let mut res = HashMap::new();
-    for e in std::fs::read_dir(dir.path()).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_stem().unwrap().to_string_lossy().to_string();
-        if name.starts_with("in_") {
-            continue;
-        }
+    let listing = std::fs::read_to_string(dir.path().join("outputs.txt")).unwrap();
+    for (k, name) in listing.lines().enumerate() {
+        let p = dir.path().join(format!("out_{k}.npy"));
+        let name = name.to_string();
         let a: ArrayD<f32> = read_npy(&p).unwrap_or_else(|_| {
             let i: ArrayD<i64> = read_npy(&p).unwrap();
             i.mapv(|v| v as f32)

@@ -1,31 +1,68 @@
-import onnx, re, sys
+"""Check proto/onnx.proto against the schema the onnx package was built with.
+
+Every message of onnx's own descriptor must exist in ours with the same field names and numbers,
+and every enum value the same number. (Our file is written by hand; this catches a typo in a
+field number, which would silently corrupt models.) Exits 1 on any difference.
+
+usage: check_proto.py proto/onnx.proto
+"""
+import re
+import sys
+
 from onnx import onnx_ml_pb2 as P
-# parse our proto: message -> {field: number}
-txt = open(sys.argv[1]).read()
-ours = {}
-stack = []
-for line in txt.splitlines():
-    line = line.split('//')[0].strip()
-    m = re.match(r'(message|enum) (\w+) \{', line)
-    if m:
-        stack.append((m.group(1), m.group(2))); continue
-    if line == '}':
-        stack.pop(); continue
-    m = re.match(r'(optional|repeated) [\w.]+ (\w+) = (\d+)', line)
-    if m and stack:
-        name = '.'.join(s[1] for s in stack)
-        ours.setdefault(name, {})[m.group(2)] = int(m.group(3))
-def walk(desc, prefix):
-    for md in (list(desc.values()) if hasattr(desc, "values") else desc):
-        name = prefix + md.name
-        theirs = {f.name: f.number for f in md.fields}
-        mine = ours.get(name)
-        if mine is None:
-            print('MISSING message', name); 
-        elif mine != theirs:
-            print('DIFF', name, 'missing', set(theirs.items())-set(mine.items()), 'extra', set(mine.items())-set(theirs.items()))
-        walk(md.nested_types, name + '.')
-walk(P.DESCRIPTOR.message_types_by_name, '')
-for en in P.DESCRIPTOR.enum_types_by_name.values(): print('enum', en.name, [(v.name, v.number) for v in en.values][-3:])
-print(onnx.__version__)
-print([ (v.name,v.number) for v in P.TensorProto.DataType.DESCRIPTOR.values][-4:])
+
+
+def parse(text):
+    fields, enums, stack = {}, {}, []
+    for raw in text.splitlines():
+        line = raw.split("//")[0].strip()
+        m = re.match(r"(message|enum) (\w+) \{", line)
+        if m:
+            stack.append((m.group(1), m.group(2)))
+            continue
+        if line == "}":
+            stack.pop()
+            continue
+        if not stack:
+            continue
+        name = ".".join(s[1] for s in stack)
+        m = re.match(r"(?:optional|repeated) [\w.]+ (\w+) = (\d+)", line)
+        if m and stack[-1][0] == "message":
+            fields.setdefault(name, {})[m.group(1)] = int(m.group(2))
+        m = re.match(r"(\w+) = (\d+);", line)
+        if m and stack[-1][0] == "enum":
+            enums.setdefault(name, {})[m.group(1)] = int(m.group(2))
+    return fields, enums
+
+
+def main():
+    fields, enums = parse(open(sys.argv[1]).read())
+    problems = []
+
+    def walk(messages, prefix):
+        for md in messages:
+            name = prefix + md.name
+            theirs = {f.name: f.number for f in md.fields}
+            if fields.get(name) != theirs:
+                problems.append(f"message {name}: ours {fields.get(name)} vs onnx {theirs}")
+            for ed in md.enum_types:
+                check_enum(name + "." + ed.name, ed)
+            walk(md.nested_types, name + ".")
+
+    def check_enum(name, ed):
+        theirs = {v.name: v.number for v in ed.values}
+        if enums.get(name) != theirs:
+            problems.append(f"enum {name}: ours {enums.get(name)} vs onnx {theirs}")
+
+    walk(P.DESCRIPTOR.message_types_by_name.values(), "")
+    for ed in P.DESCRIPTOR.enum_types_by_name.values():
+        check_enum(ed.name, ed)
+    for p in problems:
+        print(p)
+    checked = len(fields)
+    print(f"{checked} messages checked, {len(problems)} differences")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

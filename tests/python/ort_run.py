@@ -2,7 +2,8 @@
 
 usage: ort_run.py MODEL OUT_DIR NAME=FILE.npy [NAME=FILE.npy ...]
 
-Feeds each named input from its .npy file and writes every graph output to OUT_DIR/<output>.npy.
+Feeds each named input from its .npy file, writes graph output k to OUT_DIR/out_<k>.npy and the
+output names, one per line, to OUT_DIR/outputs.txt (tensor names need not be valid file names).
 """
 import sys
 
@@ -20,8 +21,10 @@ def main() -> None:
         name, path = f.split("=", 1)
         inputs[name] = np.load(path)
     names = [o.name for o in sess.get_outputs()]
-    for name, value in zip(names, sess.run(names, inputs)):
-        np.save(f"{out_dir}/{name}.npy", value)
+    for k, value in enumerate(sess.run(names, inputs)):
+        np.save(f"{out_dir}/out_{k}.npy", value)
+    with open(f"{out_dir}/outputs.txt", "w") as f:
+        f.write("".join(n + "\n" for n in names))
 
 
 if __name__ == "__main__":

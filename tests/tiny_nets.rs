@@ -1,0 +1,122 @@
+//! The conv geometry the golden cases do not cover (asymmetric padding, strides per axis,
+//! dilation, groups, depthwise, ceil-mode overlapping MaxPool, padded AveragePool both ways,
+//! Concat, residual Add), checked by two independent expectations:
+//! - LRP's z+ rule conserves relevance exactly when every transposed operator is the true
+//!   transpose of its forward operator, so its sum must equal the target logit;
+//! - tract and onnxruntime must agree on model_rap.onnx.
+
+mod common;
+
+use common::*;
+use onnx_rap::pass::Options;
+use onnx_rap::rules::{Bounds, Method};
+use onnx_rap::runtime::Value;
+
+fn run_both(
+    file: &str,
+    input: &str,
+    opts: &Options,
+) -> (
+    ndarray::ArrayD<f32>,
+    ndarray::ArrayD<f32>,
+    ndarray::ArrayD<f32>,
+) {
+    let bytes = compile_file(&root().join(file), opts);
+    let x = npy_f32(&root().join(input));
+    let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.onnx");
+    std::fs::write(&p, &bytes).unwrap();
+    let name = onnx_rap::onnx::decode(&bytes, file)
+        .unwrap()
+        .graph
+        .unwrap()
+        .input[0]
+        .name()
+        .to_string();
+    let o = run_ort(&p, &[(name.as_str(), Feed::F32(x))]);
+    (
+        t["relevance"].clone(),
+        o["relevance"].clone(),
+        t[&output_names(&bytes)[0]].clone(),
+    )
+}
+
+fn max_logits(l: &ndarray::ArrayD<f32>) -> Vec<f64> {
+    (0..l.shape()[0])
+        .map(|i| {
+            l.index_axis(ndarray::Axis(0), i)
+                .iter()
+                .fold(f32::MIN, |m, v| m.max(*v)) as f64
+        })
+        .collect()
+}
+
+#[test]
+fn lrp_conserves_on_the_tiny_cnn_in_both_runtimes() {
+    let opts = Options {
+        method: Method::Lrp,
+        ..Options::default()
+    };
+    let (t, o, logits) = run_both(
+        "tests/data/tiny_cnn.onnx",
+        "tests/data/tiny_cnn_input.npy",
+        &opts,
+    );
+    for (rt, r) in [("tract", &t), ("onnxruntime", &o)] {
+        for (i, (s, y)) in sums(r).iter().zip(max_logits(&logits)).enumerate() {
+            assert!(
+                (s - y).abs() <= 1e-4 * y.abs(),
+                "{rt} sample {i}: sum {s} vs logit {y}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rap_on_the_tiny_cnn_conserves_and_runtimes_agree() {
+    let (t, o, logits) = run_both(
+        "tests/data/tiny_cnn.onnx",
+        "tests/data/tiny_cnn_input.npy",
+        &Options::default(),
+    );
+    let e = rel_err_per_sample(&t, &o);
+    assert!(e.iter().all(|e| *e < 1e-3), "tract vs onnxruntime: {e:?}");
+    for (i, (s, y)) in sums(&t).iter().zip(max_logits(&logits)).enumerate() {
+        assert!(
+            (s - y).abs() <= 1e-3 * y.abs(),
+            "sample {i}: sum {s} vs logit {y}"
+        );
+    }
+    // RAP maps are bipolar.
+    assert!(t.iter().any(|v| *v < 0.0) && t.iter().any(|v| *v > 0.0));
+}
+
+#[test]
+fn fixed_input_bounds_change_the_map_but_keep_the_total() {
+    let fixed = Options {
+        bounds: Bounds::Fixed(-4.0, 4.0),
+        ..Options::default()
+    };
+    let (a, _, logits) = run_both(
+        "tests/data/tiny_mlp.onnx",
+        "tests/data/tiny_mlp_input.npy",
+        &Options::default(),
+    );
+    let (b, bo, _) = run_both(
+        "tests/data/tiny_mlp.onnx",
+        "tests/data/tiny_mlp_input.npy",
+        &fixed,
+    );
+    assert!(
+        rel_err_per_sample(&a, &b).iter().any(|e| *e > 1e-3),
+        "bounds had no effect"
+    );
+    assert!(rel_err_per_sample(&b, &bo).iter().all(|e| *e < 1e-4));
+    for (s, y) in sums(&b).iter().zip(max_logits(&logits)) {
+        assert!(
+            (s - y).abs() <= 1e-3 * y.abs().max(1e-3),
+            "sum {s} vs logit {y}"
+        );
+    }
+}
