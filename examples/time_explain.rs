@@ -41,10 +41,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let n: usize = shape.iter().product();
-    let x = ArrayD::from_shape_vec(shape.clone(), (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect())?;
+    let x = ArrayD::from_shape_vec(
+        shape.clone(),
+        (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect(),
+    )?;
     let inputs = [Value::F32(x)];
     let fwd = Plan::new(&bytes, &inputs, vec!["y".into()])?;
-    let exp = Plan::new(&rap_bytes, &inputs, vec!["y".into(), "r".into(), "h".into()])?;
+    let exp = Plan::new(
+        &rap_bytes,
+        &inputs,
+        vec!["y".into(), "r".into(), "h".into()],
+    )?;
     fwd.run(&inputs)?;
     exp.run(&inputs)?;
     let (mut tf, mut te) = (vec![], vec![]);
@@ -56,7 +65,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         exp.run(&inputs)?;
         te.push(t.elapsed().as_secs_f64());
     }
-    let count = |m: &onnx_rap::ir::Model| m.graph.g.node_weights().filter(|n| n.op().is_some()).count();
+    println!(
+        "tract plan nodes computing only from constants: {}",
+        unfolded(&rap_bytes, &inputs)
+    );
+    let count = |m: &onnx_rap::ir::Model| {
+        m.graph
+            .g
+            .node_weights()
+            .filter(|n| n.op().is_some())
+            .count()
+    };
     let (f, e) = (median(tf), median(te));
     println!(
         "{} input {:?}: nodes {} -> {}, bytes {} -> {} ({:.3}x), compile {:.3}s, forward {:.4}s, explain {:.4}s, explain/forward {:.2}",
@@ -64,4 +83,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rap_bytes.len() as f64 / bytes.len() as f64, compile_s, f, e, e / f
     );
     Ok(())
+}
+
+/// How many nodes of tract's optimised plan compute only from constants (0 = all folded).
+#[allow(dead_code)]
+fn unfolded(bytes: &[u8], inputs: &[Value]) -> usize {
+    use tract_onnx::prelude::*;
+    let mut m = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
+    for (i, v) in inputs.iter().enumerate() {
+        if let Value::F32(a) = v {
+            m = m
+                .with_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), a.shape()))
+                .unwrap();
+        }
+    }
+    let opt = m.into_optimized().unwrap();
+    opt.nodes()
+        .iter()
+        .filter(|n| {
+            !n.inputs.is_empty()
+                && n.inputs
+                    .iter()
+                    .all(|i| opt.node(i.node).op_is::<tract_core::ops::konst::Const>())
+        })
+        .count()
 }
