@@ -7,4 +7,4 @@ mod signs;
 
 pub use facts::{infer_facts, Dim, Fact, Facts};
 pub use roles::{find_roles, Roles};
-pub use signs::{common as common_sign, infer_signs, Sign, Signs};
+pub use signs::{common as common_sign, infer_signs, of_first as first_input_sign, Sign, Signs};

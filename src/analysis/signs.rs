@@ -45,3 +45,8 @@ pub fn common(signs: &[Sign]) -> Sign {
         _ => Sign::Any,
     }
 }
+
+/// The sign of a node's first input: for ops that move or select values of one tensor.
+pub fn of_first(signs: &[Sign]) -> Sign {
+    signs.first().copied().unwrap_or(Sign::Any)
+}

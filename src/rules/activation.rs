@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::{first_only, rel0, Cx, Kind, Rule};
-use crate::analysis::{common_sign, Sign};
+use crate::analysis::{first_input_sign, Sign};
 use crate::error::Result;
 use crate::onnx::proto::NodeProto;
 
@@ -41,7 +41,7 @@ impl Rule for PassThrough {
         Kind::ShapeOnly
     }
     fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
-        common_sign(&ins[..1.min(ins.len())])
+        first_input_sign(ins)
     }
     fn backward(
         &self,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::window::Window;
 use super::{first_only, input, rel0, unsupported_use, Cx, Rule};
-use crate::analysis::{common_sign, Sign};
+use crate::analysis::{first_input_sign, Sign};
 use crate::error::Result;
 use crate::onnx::attr::{self, make_ints};
 use crate::onnx::proto::NodeProto;
@@ -52,9 +52,23 @@ fn with_batch(rest: &[i64], second: i64) -> Vec<i64> {
     [vec![-1, second], rest.to_vec()].concat()
 }
 
+/// `X * G^T s`: add the per-window values `s` (`[N*C, K, out...]`) back onto the input grid
+/// with a ConvTranspose on `kernel`, then weight by the input.
+fn unpool(cx: &mut Cx, x: &str, s: &str, kernel: &str, win: &Window, c: i64) -> Result<String> {
+    let back = cx.e.op(
+        "ConvTranspose",
+        "unpool",
+        &[s, kernel],
+        win.transpose_attrs(),
+    )?;
+    let back =
+        cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
+    cx.e.mul(x, &back, "in")
+}
+
 impl Rule for MaxPool {
     fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
-        common_sign(&ins[..1.min(ins.len())])
+        first_input_sign(ins)
     }
     fn backward(
         &self,
@@ -105,22 +119,14 @@ impl Rule for MaxPool {
         let s = cx.e.sd(&r, &y, "s")?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let g = cx.e.mul(&first, &sr, "s.at_argmax")?;
-        let back = cx.e.op(
-            "ConvTranspose",
-            "unpool",
-            &[&g, &onehot],
-            win.transpose_attrs(),
-        )?;
-        let back =
-            cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
-        let out = cx.e.mul(&x, &back, "in")?;
+        let out = unpool(cx, &x, &g, &onehot, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }
 
 impl Rule for AvgPool {
     fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
-        common_sign(&ins[..1.min(ins.len())])
+        first_input_sign(ins)
     }
     fn backward(
         &self,
@@ -168,22 +174,14 @@ impl Rule for AvgPool {
         let s = cx.e.sd(&r, &y, "s")?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let q = cx.e.div(&sr, &count, "s.mean")?;
-        let back = cx.e.op(
-            "ConvTranspose",
-            "unpool",
-            &[&q, &ones_k],
-            win.transpose_attrs(),
-        )?;
-        let back =
-            cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
-        let out = cx.e.mul(&x, &back, "in")?;
+        let out = unpool(cx, &x, &q, &ones_k, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }
 
 impl Rule for GlobalAvgPool {
     fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
-        common_sign(&ins[..1.min(ins.len())])
+        first_input_sign(ins)
     }
     fn backward(
         &self,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{input, rel0, unsupported_use, Cx, Kind, Rule};
-use crate::analysis::{common_sign, Sign};
+use crate::analysis::{common_sign, first_input_sign, Sign};
 use crate::error::Result;
 use crate::onnx::attr;
 use crate::onnx::proto::NodeProto;
@@ -106,7 +106,7 @@ impl Rule for Reshape {
         Kind::ShapeOnly
     }
     fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
-        common_sign(&ins[..1.min(ins.len())])
+        first_input_sign(ins)
     }
     fn backward(
         &self,
