@@ -95,7 +95,8 @@ def main():
 
     # The same network with its weights in an external data file.
     ext = os.path.join(OUT, "external")
-    os.makedirs(ext, exist_ok=True)
+    shutil.rmtree(ext, ignore_errors=True)  # onnx appends to an existing data file
+    os.makedirs(ext)
     onnx.save(tiny_cnn_copy(cnn), os.path.join(ext, "model.onnx"), save_as_external_data=True,
               all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
 
@@ -110,6 +111,24 @@ def main():
                [init("w", 3, 4)], [vi("a", "N", 4), vi("b", "N", 4)], [vi("logits", "N", 3)]), "two_inputs.onnx")
     save(model([n("Conv", ["x", "w"], ["y"], name="conv")], [init("w", 2, 1, 3, 3)],
                [vi("x", "N", 1, 8, 8)], [vi("y", "N", 2, 6, 6)]), "not_a_classifier.onnx")
+
+    # A trailing Softmax: explaining it explains the logits of tiny_mlp.
+    sm = onnx.ModelProto()
+    sm.CopyFrom(onnx.load(os.path.join(OUT, "tiny_mlp.onnx")))
+    sm.graph.node[-1].output[0] = "logits"
+    sm.graph.node.append(helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1))
+    sm.graph.output[0].name = "probs"
+    save(sm, "tiny_mlp_softmax.onnx")
+
+    # MaxPool ties: every 2x2 window of the input holds four equal values, so the first
+    # element of each window must take all of its relevance.
+    save(model([n("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+                n("Flatten", ["p"], ["f"], name="flatten"),
+                n("Gemm", ["f", "w", "b"], ["logits"], name="fc", transB=1)],
+               [init("w", 3, 8), init("b", 3)], [vi("x", "N", 2, 4, 4)], [vi("logits", "N", 3)]),
+         "maxpool_ties.onnx")
+    tie = np.kron(rng.uniform(0.5, 2.0, (2, 2, 2, 2)), np.ones((2, 2))).astype(np.float32)
+    np.save(os.path.join(OUT, "maxpool_ties_input.npy"), tie)
 
     # Bad files.
     bad = os.path.join(OUT, "bad")

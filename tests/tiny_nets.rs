@@ -120,3 +120,55 @@ fn fixed_input_bounds_change_the_map_but_keep_the_total() {
         );
     }
 }
+
+#[test]
+fn a_trailing_softmax_is_skipped_and_its_logits_explained() {
+    let (a, ao, _) = run_both(
+        "tests/data/tiny_mlp.onnx",
+        "tests/data/tiny_mlp_input.npy",
+        &Options::default(),
+    );
+    let (b, bo, probs) = run_both(
+        "tests/data/tiny_mlp_softmax.onnx",
+        "tests/data/tiny_mlp_input.npy",
+        &Options::default(),
+    );
+    assert!(
+        probs.iter().all(|p| (0.0..=1.0).contains(p)),
+        "the model output stays the softmax"
+    );
+    assert!(rel_err_per_sample(&a, &b).iter().all(|e| *e < 1e-6));
+    assert!(rel_err_per_sample(&ao, &bo).iter().all(|e| *e < 1e-6));
+}
+
+#[test]
+fn maxpool_ties_go_to_the_first_element_of_each_window() {
+    let (t, o, logits) = run_both(
+        "tests/data/maxpool_ties.onnx",
+        "tests/data/maxpool_ties_input.npy",
+        &Options::default(),
+    );
+    for (rt, r) in [("tract", &t), ("onnxruntime", &o)] {
+        for ((idx, v), x) in r
+            .indexed_iter()
+            .zip(npy_f32(&root().join("tests/data/maxpool_ties_input.npy")).iter())
+        {
+            let first = idx[2] % 2 == 0 && idx[3] % 2 == 0;
+            assert!(*x > 0.0);
+            if first {
+                assert!(
+                    *v != 0.0,
+                    "{rt} {idx:?}: the first element of a tied window gets relevance"
+                );
+            } else {
+                assert_eq!(*v, 0.0, "{rt} {idx:?}: later tied elements get none");
+            }
+        }
+        for (s, y) in sums(r).iter().zip(max_logits(&logits)) {
+            assert!(
+                (s - y).abs() <= 1e-3 * y.abs(),
+                "{rt}: sum {s} vs logit {y}"
+            );
+        }
+    }
+}
