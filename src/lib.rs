@@ -11,6 +11,8 @@ pub mod onnx;
 pub use error::{Error, Result};
 pub mod analysis;
 pub mod cli;
+pub mod heatmap;
+pub mod image;
 pub mod pass;
 pub mod rules;
 pub mod runtime;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use onnx_rap::cli;
 use onnx_rap::error::{Error, Result};
+use onnx_rap::image::{Layout, PartialPreprocess};
 use onnx_rap::onnx::SaveOptions;
 use onnx_rap::pass::Options;
 use onnx_rap::rules::{Bounds, Method};
@@ -31,8 +32,66 @@ enum MethodArg {
     Lrp,
 }
 
+#[derive(Copy, Clone, ValueEnum)]
+enum LayoutArg {
+    Nchw,
+    Nhwc,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Explain images or tensors: write heatmap and overlay PNGs and the raw relevance
+    ///
+    /// For every input NAME it writes NAME_heatmap.png (relevance summed over channels, divided
+    /// by its largest magnitude, red = relevant, white = 0, blue = irrelevant), NAME_overlay.png
+    /// (the input beside its heatmap) and NAME_relevance.npy, and prints one line: predicted
+    /// class, target, logit, relevance sum and share of positive relevance. Images are resized
+    /// and normalised as the model's metadata says (flags override it).
+    ///
+    /// Example: onnx-rap explain models/digits_vgg.onnx --input models/samples --out rap_out
+    Explain {
+        /// The model to explain (.onnx)
+        model: PathBuf,
+        /// Images (.png, .jpg), .npy tensors (float32, one sample or a batch), or folders of them
+        #[arg(short, long, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Class to explain for every input [default: each input's predicted class]
+        #[arg(short, long)]
+        target: Option<i64>,
+        /// Output folder
+        #[arg(short, long, default_value = "rap_out")]
+        out: PathBuf,
+        /// Inputs run together in one batch
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Print one JSON array instead of lines
+        #[arg(long)]
+        json: bool,
+        /// Blend the heatmap over the input instead of placing it beside it
+        #[arg(long)]
+        blend: bool,
+        /// Propagation rules
+        #[arg(long, value_enum, default_value = "rap")]
+        method: MethodArg,
+        /// Image size H,W the model takes [default: metadata, else the input shape]
+        #[arg(long, value_name = "H,W", value_parser = parse_size)]
+        size: Option<(u32, u32)>,
+        /// Per-channel mean subtracted after scaling pixels to [0,1] [default: metadata, else 0]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        mean: Option<Vec<f32>>,
+        /// Per-channel standard deviation divided by [default: metadata, else 1]
+        #[arg(long, value_delimiter = ',')]
+        std: Option<Vec<f32>>,
+        /// Tensor layout of the model input [default: metadata, else nchw]
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+        /// Convert images to one gray channel [default: metadata, else no]
+        #[arg(long)]
+        grayscale: bool,
+        /// Fixed bounds LO,HI for the input layer's z^B rule [default: per-sample min/max]
+        #[arg(long, value_name = "LO,HI", value_parser = parse_bounds, allow_hyphen_values = true)]
+        input_bounds: Option<(f32, f32)>,
+    },
     /// Show a model's inputs, outputs, ops, parameter count, and which ops have a relevance rule
     ///
     /// Example: onnx-rap inspect models/vgg_mini.onnx
@@ -98,8 +157,89 @@ fn parse_bounds(s: &str) -> std::result::Result<(f32, f32), String> {
     Ok((lo, hi))
 }
 
+fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    let [h, w] = parts.as_slice() else {
+        return Err("expected H,W, e.g. --size 224,224".into());
+    };
+    let h: u32 = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{h}' is not a size"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{w}' is not a size"))?;
+    Ok((h, w))
+}
+
+fn method(m: MethodArg) -> Method {
+    match m {
+        MethodArg::Rap => Method::Rap,
+        MethodArg::Lrp => Method::Lrp,
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Explain {
+            model,
+            input,
+            target,
+            out,
+            batch,
+            json,
+            blend,
+            method: m,
+            size,
+            mean,
+            std,
+            layout,
+            grayscale,
+            input_bounds,
+        } => {
+            let args = cli::explain::Args {
+                model,
+                inputs: input,
+                target,
+                out,
+                batch,
+                blend,
+                preprocess: PartialPreprocess {
+                    size,
+                    layout: layout.map(|l| match l {
+                        LayoutArg::Nchw => Layout::Nchw,
+                        LayoutArg::Nhwc => Layout::Nhwc,
+                    }),
+                    grayscale: grayscale.then_some(true),
+                    mean,
+                    std,
+                },
+                compile: Options {
+                    method: method(m),
+                    bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
+                    ..Options::default()
+                },
+            };
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let outcomes = cli::explain::run(&args, progress)?;
+            if json {
+                let v: Vec<_> = outcomes.iter().map(|o| o.to_json()).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| Error::Runtime(e.to_string()))?
+                );
+            } else {
+                for o in &outcomes {
+                    println!("{}", o.line());
+                }
+                eprintln!(
+                    "wrote {} file(s) to {}",
+                    outcomes.iter().map(|o| o.files.len()).sum::<usize>(),
+                    args.out.display()
+                );
+            }
+        }
         Command::Inspect { model, json } => {
             let r = cli::inspect::report(&model)?;
             if json {
@@ -116,16 +256,13 @@ fn run(cli: Cli) -> Result<()> {
             output,
             target_input,
             input_bounds,
-            method,
+            method: method_arg,
             input,
             explain_output,
             external_data_above,
         } => {
             let opts = Options {
-                method: match method {
-                    MethodArg::Rap => Method::Rap,
-                    MethodArg::Lrp => Method::Lrp,
-                },
+                method: method(method_arg),
                 target_input,
                 bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
                 input,

@@ -1,6 +1,7 @@
 //! The command line: one module per command.
 
 pub mod compile;
+pub mod explain;
 pub mod inspect;
 
 use std::path::Path;

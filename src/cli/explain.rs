@@ -1,0 +1,397 @@
+//! `onnx-rap explain MODEL --input PATH...`: compile in memory, run with tract, and write a
+//! heatmap PNG, an overlay PNG and the raw relevance (.npy) for every input.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{ArrayD, Axis, Ix2};
+use serde_json::{json, Value as Json};
+
+use crate::analysis::{infer_facts, Dim};
+use crate::bad_input;
+use crate::error::{Error, Result};
+use crate::heatmap;
+use crate::image::{
+    load_image, load_npy, stack, tensor_picture, Layout, PartialPreprocess, Preprocess,
+};
+use crate::ir;
+use crate::pass::{compile, Options};
+use crate::runtime::{Plan, Value};
+
+/// Metadata keys a model may carry for `explain`.
+pub const META_LABELS: &str = "onnx_rap.labels";
+pub const META_PREPROCESS: &str = "onnx_rap.preprocess";
+
+/// What to explain and how.
+pub struct Args {
+    pub model: PathBuf,
+    pub inputs: Vec<PathBuf>,
+    pub target: Option<i64>,
+    pub out: PathBuf,
+    pub batch: usize,
+    pub blend: bool,
+    /// Preprocessing given on the command line (wins over the model's metadata).
+    pub preprocess: PartialPreprocess,
+    pub compile: Options,
+}
+
+/// The result for one input.
+pub struct Outcome {
+    pub name: String,
+    pub source: PathBuf,
+    pub predicted: usize,
+    pub label: Option<String>,
+    pub target: usize,
+    pub target_label: Option<String>,
+    pub logit: f32,
+    pub relevance_sum: f64,
+    pub positive_share: f64,
+    pub files: Vec<PathBuf>,
+}
+
+impl Outcome {
+    /// One line for the terminal.
+    pub fn line(&self) -> String {
+        let name = |k: usize, l: &Option<String>| match l {
+            Some(l) => format!("{k} ({l})"),
+            None => k.to_string(),
+        };
+        format!(
+            "{}: predicted {}, target {}, logit {:.4}, relevance sum {:.4}, positive share {:.1}%",
+            self.name,
+            name(self.predicted, &self.label),
+            name(self.target, &self.target_label),
+            self.logit,
+            self.relevance_sum,
+            100.0 * self.positive_share
+        )
+    }
+
+    pub fn to_json(&self) -> Json {
+        json!({
+            "name": self.name,
+            "input": self.source.display().to_string(),
+            "predicted": self.predicted,
+            "predicted_label": self.label,
+            "target": self.target,
+            "target_label": self.target_label,
+            "target_logit": self.logit,
+            "relevance_sum": self.relevance_sum,
+            "positive_share": self.positive_share,
+            "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+struct Item {
+    name: String,
+    source: PathBuf,
+    tensor: ArrayD<f32>,
+    shown: image::RgbImage,
+}
+
+const IMAGE_EXT: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Files named on the command line; folders give their images and .npy files, sorted.
+fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| bad_input!("{}: cannot list the folder: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && ext(f).is_some_and(|x| x == "npy" || IMAGE_EXT.contains(&x.as_str()))
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(bad_input!(
+                    "{}: the folder holds no .png, .jpg or .npy file",
+                    p.display()
+                ));
+            }
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err(bad_input!("no input given: pass --input FILE_OR_FOLDER"));
+    }
+    Ok(files)
+}
+
+fn ext(p: &Path) -> Option<String> {
+    p.extension().map(|e| e.to_string_lossy().to_lowercase())
+}
+
+fn metadata<'a>(model: &'a ir::Model, key: &str) -> Option<&'a str> {
+    model
+        .rest
+        .metadata_props
+        .iter()
+        .find(|p| p.key() == key)
+        .map(|p| p.value())
+}
+
+/// Explain every input; nothing is written unless every input could be read.
+pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
+    let origin = args.model.display().to_string();
+    let model = super::load_model(&args.model)?;
+    let proto = ir::export(&model)?;
+    let facts = infer_facts(&proto, &origin)?;
+    let opts = Options {
+        target_input: args.target.is_some(),
+        ..args.compile.clone()
+    };
+    let compiled = compile(&model, &opts, &origin)?;
+    let bytes = crate::onnx::encode(&ir::export(&compiled)?);
+    let input = model
+        .graph
+        .runtime_inputs()
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let input = opts.input.clone().unwrap_or(input);
+    let sample: Vec<usize> = facts
+        .get(&input)
+        .and_then(|f| f.sample_dims())
+        .ok_or_else(|| bad_input!("{origin}: the shape of input '{input}' is not known"))?
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let logits_name = compiled.graph.outputs[0].name().to_string();
+    let classes = match facts
+        .get(&logits_name)
+        .and_then(|f| f.shape.clone())
+        .as_deref()
+    {
+        Some([_, Dim::Known(c)]) => *c as usize,
+        _ => 0,
+    };
+    let labels: Option<Vec<String>> =
+        metadata(&model, META_LABELS).and_then(|l| serde_json::from_str(l).ok());
+    if let Some(t) = args.target {
+        if classes > 0 && (t < 0 || t as usize >= classes) {
+            return Err(bad_input!(
+                "--target {t} is out of range: the model has {classes} classes (0..{})",
+                classes - 1
+            ));
+        }
+    }
+
+    // Preprocessing: flags, then the model's metadata, then the input shape.
+    let meta = match metadata(&model, META_PREPROCESS) {
+        Some(j) => Preprocess::from_metadata(j, &origin)?,
+        None => PartialPreprocess::default(),
+    };
+    let pp = args.preprocess.clone().or(meta);
+    let layout = pp.layout.unwrap_or(Layout::Nchw);
+    let image_pp = if sample.len() == 3 {
+        let (c, h, w) = match layout {
+            Layout::Nchw => (sample[0], sample[1], sample[2]),
+            Layout::Nhwc => (sample[2], sample[0], sample[1]),
+        };
+        let size = pp.size.unwrap_or((h as u32, w as u32));
+        if size != (h as u32, w as u32) {
+            return Err(bad_input!(
+                "{origin}: --size {}x{} does not match the model input {h}x{w}",
+                size.0,
+                size.1
+            ));
+        }
+        Some(Preprocess {
+            size,
+            channels: c,
+            layout,
+            grayscale: pp.grayscale.unwrap_or(false),
+            mean: pp.mean.clone().unwrap_or_default(),
+            std: pp.std.clone().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+
+    // Read every input before writing anything.
+    let mut items: Vec<Item> = Vec::new();
+    for f in expand(&args.inputs)? {
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "input".into());
+        match ext(&f).as_deref() {
+            Some("npy") => {
+                let samples = load_npy(&f, &sample)?;
+                let many = samples.len() > 1;
+                for (k, t) in samples.into_iter().enumerate() {
+                    let shown = tensor_picture(&t, layout);
+                    let name = if many {
+                        format!("{stem}_{k}")
+                    } else {
+                        stem.clone()
+                    };
+                    items.push(Item {
+                        name,
+                        source: f.clone(),
+                        tensor: t,
+                        shown,
+                    });
+                }
+            }
+            Some(x) if IMAGE_EXT.contains(&x) => {
+                let pp = image_pp.as_ref().ok_or_else(|| {
+                    bad_input!("{}: the model input has shape {sample:?} per sample, not an image; pass a .npy tensor", f.display())
+                })?;
+                let p = load_image(&f, pp)?;
+                items.push(Item {
+                    name: stem,
+                    source: f.clone(),
+                    tensor: p.tensor,
+                    shown: p.shown,
+                });
+            }
+            _ => {
+                return Err(bad_input!(
+                    "{}: unknown input type; give .png, .jpg or .npy files or a folder",
+                    f.display()
+                ))
+            }
+        }
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for it in items.iter_mut() {
+        let n = seen.entry(it.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            it.name = format!("{}_{}", it.name, n);
+        }
+    }
+    prepare_out_dir(&args.out)?;
+
+    // Run in batches.
+    let bar = if progress && items.len() > 1 {
+        let b = ProgressBar::new(items.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} inputs, {per_sec}, eta {eta}")
+                .map_err(|e| Error::Runtime(e.to_string()))?,
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let names: Vec<String> = compiled
+        .graph
+        .outputs
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
+    let mut plans: HashMap<usize, Plan> = HashMap::new();
+    let mut results: Vec<(ArrayD<f32>, Vec<f32>)> = Vec::new();
+    for chunk in items.chunks(args.batch.max(1)) {
+        let refs: Vec<&ArrayD<f32>> = chunk.iter().map(|i| &i.tensor).collect();
+        let mut inputs = vec![Value::F32(stack(&refs))];
+        if let Some(t) = args.target {
+            inputs.push(Value::I64(ArrayD::from_elem(vec![chunk.len()], t)));
+        }
+        let plan = match plans.entry(chunk.len()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Plan::new(&bytes, &inputs, names.clone())?)
+            }
+        };
+        let out = plan.run(&inputs)?;
+        let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let logits = get(&logits_name).ok_or_else(|| Error::Runtime("no logits output".into()))?;
+        let rel = get(crate::pass::RELEVANCE)
+            .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
+        for k in 0..chunk.len() {
+            results.push((
+                rel.index_axis(Axis(0), k).to_owned(),
+                logits.index_axis(Axis(0), k).iter().copied().collect(),
+            ));
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    // Write the files.
+    let mut outcomes = Vec::new();
+    for (it, (rel, logits)) in items.iter().zip(results) {
+        let predicted = argmax(&logits);
+        let target = args.target.map_or(predicted, |t| t as usize);
+        let label_of = |k: usize| labels.as_ref().and_then(|l| l.get(k).cloned());
+        let pos: f64 = rel.iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum();
+        let neg: f64 = rel.iter().filter(|v| **v < 0.0).map(|v| -(*v as f64)).sum();
+        let mut files = Vec::new();
+        let npy = args.out.join(format!("{}_relevance.npy", it.name));
+        ndarray_npy::write_npy(&npy, &rel)
+            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", npy.display())))?;
+        files.push(npy);
+        if let Some(m) = channel_sum(&rel, layout) {
+            let (w, h) = it.shown.dimensions();
+            let heat = heatmap::render(m.view(), w, h);
+            let hp = args.out.join(format!("{}_heatmap.png", it.name));
+            heat.save(&hp)
+                .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", hp.display())))?;
+            let op = args.out.join(format!("{}_overlay.png", it.name));
+            heatmap::overlay(&it.shown, &heat, args.blend)
+                .save(&op)
+                .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", op.display())))?;
+            files.push(hp);
+            files.push(op);
+        }
+        outcomes.push(Outcome {
+            name: it.name.clone(),
+            source: it.source.clone(),
+            predicted,
+            label: label_of(predicted),
+            target,
+            target_label: label_of(target),
+            logit: logits.get(target).copied().unwrap_or(f32::NAN),
+            relevance_sum: rel.iter().map(|v| *v as f64).sum(),
+            positive_share: if pos + neg > 0.0 {
+                pos / (pos + neg)
+            } else {
+                0.0
+            },
+            files,
+        });
+    }
+    Ok(outcomes)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
+}
+
+/// The heatmap M: relevance summed over the channel axis of an image sample.
+fn channel_sum(rel: &ArrayD<f32>, layout: Layout) -> Option<ndarray::Array2<f32>> {
+    if rel.ndim() != 3 {
+        return None;
+    }
+    let axis = match layout {
+        Layout::Nchw => 0,
+        Layout::Nhwc => 2,
+    };
+    rel.sum_axis(Axis(axis)).into_dimensionality::<Ix2>().ok()
+}
+
+/// Create the output folder and make sure files can be written into it.
+fn prepare_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| bad_input!("{}: cannot create the output folder: {e}", dir.display()))?;
+    let probe = dir.join(".onnx-rap-write-test");
+    std::fs::write(&probe, b"").map_err(|e| {
+        bad_input!(
+            "{}: cannot write into the output folder: {e}",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
