@@ -10,7 +10,7 @@ use onnx_rap::error::{Error, Result};
 use onnx_rap::image::{Layout, PartialPreprocess};
 use onnx_rap::onnx::SaveOptions;
 use onnx_rap::pass::Options;
-use onnx_rap::rules::{Bounds, Method};
+use onnx_rap::rules::{Bounds, Method, Tuning};
 
 /// Relative Attributing Propagation (RAP) for any ONNX classifier.
 ///
@@ -135,6 +135,39 @@ enum Command {
         /// Store initializers of at least BYTES bytes in OUT.data beside OUT
         #[arg(long, value_name = "BYTES")]
         external_data_above: Option<usize>,
+        /// Emit the rules op for op as the reference computes them, without the cheaper
+        /// equivalent forms (Z2 from the layer output, transposed convs as flipped convs)
+        #[arg(long)]
+        exact: bool,
+    },
+    /// Time the forward pass against the explanation (forward + relevance) in tract
+    ///
+    /// In one process: compile in memory, warm up, then K interleaved runs of the original
+    /// model and of model_rap.onnx on the same random input; prints medians, min/max, the
+    /// ratio explain/forward, compile time, peak memory and file sizes.
+    ///
+    /// Example: onnx-rap bench model.onnx --batch 8 --threads 2 --runs 5
+    Bench {
+        /// The model (.onnx)
+        model: PathBuf,
+        /// Batch size
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Threads tract may use
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed runs of each
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Propagation rules
+        #[arg(long, value_enum, default_value = "rap")]
+        method: MethodArg,
+        /// Time the rules without the cheaper equivalent forms (see `compile --exact`)
+        #[arg(long)]
+        exact: bool,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -182,6 +215,31 @@ fn method(m: MethodArg) -> Method {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Bench {
+            model,
+            batch,
+            threads,
+            runs,
+            method: m,
+            exact,
+            json,
+        } => {
+            let opts = Options {
+                method: method(m),
+                tuning: if exact {
+                    Tuning::none()
+                } else {
+                    Tuning::default()
+                },
+                ..Options::default()
+            };
+            let r = cli::bench::run(&model, &opts, batch.max(1), threads.max(1), runs.max(1))?;
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                print!("{}", r.render());
+            }
+        }
         Command::Explain {
             model,
             input,
@@ -260,6 +318,7 @@ fn run(cli: Cli) -> Result<()> {
             input,
             explain_output,
             external_data_above,
+            exact,
         } => {
             let opts = Options {
                 method: method(method_arg),
@@ -267,6 +326,11 @@ fn run(cli: Cli) -> Result<()> {
                 bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
                 input,
                 output: explain_output,
+                tuning: if exact {
+                    Tuning::none()
+                } else {
+                    Tuning::default()
+                },
             };
             let save = SaveOptions {
                 external_above: external_data_above,

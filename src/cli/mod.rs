@@ -1,5 +1,6 @@
 //! The command line: one module per command.
 
+pub mod bench;
 pub mod compile;
 pub mod explain;
 pub mod inspect;

@@ -16,7 +16,7 @@ use crate::onnx::attr::make_int;
 use crate::onnx::proto::{
     tensor_shape_proto::Dimension, type_proto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use crate::rules::{rule_for, Bounds, Cx, Emit, Method, Role};
+use crate::rules::{rule_for, Bounds, Cx, Emit, Method, Role, Tuning};
 
 /// Names of what the pass adds to the model.
 pub const RELEVANCE: &str = "relevance";
@@ -34,6 +34,8 @@ pub struct Options {
     pub input: Option<String>,
     /// The graph output to explain, when the model has several.
     pub output: Option<String>,
+    /// Cheaper forms of the same computation.
+    pub tuning: Tuning,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             bounds: Bounds::PerSample,
             input: None,
             output: None,
+            tuning: Tuning::default(),
         }
     }
 }
@@ -180,6 +183,7 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
             role,
             target: &target,
             bounds: opts.bounds,
+            tuning: opts.tuning,
             dynamic: &dynamic,
         };
         let rel_in = rule

@@ -37,6 +37,9 @@ struct Lin {
     /// Rank of the layer input (2 for Dense).
     rank: usize,
     x_dims: Vec<i64>,
+    /// The layer's output `y` and the bias (with its factor) that makes `y = F(x; W) + b`.
+    y: String,
+    y_bias: Option<(String, f32)>,
 }
 
 impl Lin {
@@ -61,11 +64,39 @@ impl Lin {
         match &self.conv {
             None => cx.e.op("MatMul", part, &[s, w], vec![]),
             Some((win, g)) => {
+                if *g == 1 && cx.tuning.flip_transpose {
+                    if let Some(a) = win.flipped_conv_attrs() {
+                        // Stride 1: the transpose is a plain Conv with the weight's in/out
+                        // axes swapped and its kernel flipped (folded at load time); tract
+                        // runs that faster than ConvTranspose.
+                        let wf = flip_kernel(cx, w, &win.kernel, part)?;
+                        return cx.e.op("Conv", part, &[s, &wf], a);
+                    }
+                }
                 let mut a = win.transpose_attrs();
                 a.push(make_int("group", *g));
                 cx.e.op("ConvTranspose", part, &[s, w], a)
             }
         }
+    }
+
+    /// `F(x; W)` read off the forward pass: the output `y` less its bias.
+    fn output_without_bias(&self, cx: &mut Cx) -> Result<String> {
+        let Some((b, beta)) = &self.y_bias else {
+            return Ok(self.y.clone());
+        };
+        let mut b = b.clone();
+        if *beta != 1.0 {
+            let s = cx.e.scalar(*beta);
+            b = cx.e.mul(&b, &s, "y.beta")?;
+        }
+        if self.conv.is_some() {
+            let shape: Vec<i64> = std::iter::once(-1)
+                .chain(std::iter::repeat_n(1, self.rank - 2))
+                .collect();
+            b = cx.e.reshape(&b, &shape, "y.bias")?;
+        }
+        cx.e.sub(&self.y, &b, "y.nobias")
     }
 
     /// `[F(x; W+), F(x; |W-|)]`, with one op on stacked weights where groups allow.
@@ -94,6 +125,29 @@ impl Lin {
             cx.e.add(&a, &b, part)
         }
     }
+}
+
+/// `[Cout, Cin, k...]` -> `[Cin, Cout, k...]` with every spatial axis reversed.
+fn flip_kernel(cx: &mut Cx, w: &str, kernel: &[i64], part: &str) -> Result<String> {
+    let mut perm: Vec<i64> = vec![1, 0];
+    perm.extend(2..2 + kernel.len() as i64);
+    let mut t = cx.e.op(
+        "Transpose",
+        &format!("{part}.wt"),
+        &[w],
+        vec![make_ints("perm", &perm)],
+    )?;
+    for (axis, &k) in kernel.iter().enumerate() {
+        let rev: Vec<i64> = (0..k).rev().collect();
+        let idx = cx.e.const_i64(&format!("{part}.rev{axis}"), &[k], &rev);
+        t = cx.e.op(
+            "Gather",
+            &format!("{part}.flip{axis}"),
+            &[&t, &idx],
+            vec![make_int("axis", 2 + axis as i64)],
+        )?;
+    }
+    Ok(t)
 }
 
 /// W+ = Relu(W), |W-| = Relu(-W), and their stack along the output axis when groups allow.
@@ -129,7 +183,14 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                 x_dims[1..].to_vec(),
                 y_dims[1..].to_vec(),
             )?;
+            let y_bias = node
+                .input
+                .get(2)
+                .filter(|s| !s.is_empty())
+                .map(|b| (b.clone(), 1.0));
             Ok(Lin {
+                y: y.to_string(),
+                y_bias,
                 conv: Some((win, group)),
                 w: wt.to_string(),
                 bias: None,
@@ -181,6 +242,8 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                 bias = Some((b.clone(), beta));
             }
             Ok(Lin {
+                y: node.output[0].clone(),
+                y_bias: bias.clone(),
                 conv: None,
                 w,
                 bias,
@@ -247,7 +310,16 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
     for (v, tag) in sign_paths(cx, x)? {
         let c = match method {
             Method::Rap => {
-                let (z1, z2) = lin.f_pair(cx, &v, &w, &format!("{tag}.z"))?;
+                let (z1, z2) = if v == x && cx.tuning.z2_from_output {
+                    // x >= 0: F(x; W) = Z1 - Z2 is the layer's own output less its bias, so
+                    // one convolution gives Z1 and Z2 = Z1 - (y - b).
+                    let z1 = lin.f(cx, &v, &w.pos, &format!("{tag}.z1"))?;
+                    let fx = lin.output_without_bias(cx)?;
+                    let z2 = cx.e.sub(&z1, &fx, &format!("{tag}.z2"))?;
+                    (z1, z2)
+                } else {
+                    lin.f_pair(cx, &v, &w, &format!("{tag}.z"))?
+                };
                 let d = cx.e.add(&z1, &z2, &format!("{tag}.d"))?;
                 let g = cx.e.sd(&z2, &d, &format!("{tag}.g"))?;
                 let rho = cx.e.nonzero(&d)?;

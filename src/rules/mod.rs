@@ -62,6 +62,36 @@ pub enum Bounds {
     Fixed(f32, f32),
 }
 
+/// Rewrites that give the same relevance up to float rounding and make it cheaper to run.
+/// All on by default; switchable so the benchmark can show what each one gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Hidden layer with input >= 0: take `Z2 = Z1 - (y - b)` from the forward output
+    /// instead of a second convolution.
+    pub z2_from_output: bool,
+    /// Stride-1 transposed convolutions as plain convolutions with flipped kernels.
+    pub flip_transpose: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            z2_from_output: true,
+            flip_transpose: true,
+        }
+    }
+}
+
+impl Tuning {
+    /// Every rewrite off: the rules as the reference computes them, op for op.
+    pub fn none() -> Self {
+        Tuning {
+            z2_from_output: false,
+            flip_transpose: false,
+        }
+    }
+}
+
 /// What a rule sees besides its node.
 pub struct Cx<'a, 'g> {
     pub e: &'a mut Emit<'g>,
@@ -72,6 +102,7 @@ pub struct Cx<'a, 'g> {
     /// int64 `[N]` tensor: the class explained per sample.
     pub target: &'a str,
     pub bounds: Bounds,
+    pub tuning: Tuning,
     /// Tensors that depend on the explained input (everything else is a constant).
     pub dynamic: &'a HashSet<String>,
 }

@@ -136,4 +136,29 @@ impl Window {
         }
         a
     }
+
+    /// For stride 1, the attributes of a Conv that equals the transpose of this window's Conv
+    /// when given the spatially flipped, in/out-swapped weight; `None` where that needs
+    /// negative padding or the stride is not 1.
+    pub fn flipped_conv_attrs(&self) -> Option<Vec<AttributeProto>> {
+        if self.strides.iter().any(|&s| s != 1) {
+            return None;
+        }
+        let n = self.kernel.len();
+        let (mut b, mut e) = (vec![0; n], vec![0; n]);
+        for i in 0..n {
+            let full = self.span(i) - 1;
+            let crop_end = full + self.output[i] - self.begin[i] - self.input[i];
+            b[i] = full - self.begin[i];
+            e[i] = full - crop_end;
+            if b[i] < 0 || e[i] < 0 {
+                return None;
+            }
+        }
+        Some(vec![
+            make_ints("kernel_shape", &self.kernel),
+            make_ints("dilations", &self.dilations),
+            make_ints("pads", &[b, e].concat()),
+        ])
+    }
 }

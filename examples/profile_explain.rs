@@ -1,0 +1,101 @@
+//! Where the time of an explanation goes: run model_rap.onnx in tract with a timer around every
+//! node, and sum the times by op and by the part of the relevance rule that emitted the node.
+//!
+//! usage: cargo run --release --example profile_explain -- MODEL [BATCH] [RUNS]
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use onnx_rap::pass::{compile, Options};
+use tract_onnx::prelude::*;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = std::path::Path::new(&args[1]);
+    let batch: usize = args.get(2).map_or(1, |s| s.parse().unwrap());
+    let runs: usize = args.get(3).map_or(3, |s| s.parse().unwrap());
+    let proto = onnx_rap::onnx::load(path)?;
+    let model = onnx_rap::ir::import(&proto, &args[1])?;
+    let rap = compile(&model, &Options::default(), &args[1])?;
+    let bytes = onnx_rap::onnx::encode(&onnx_rap::ir::export(&rap)?);
+    let input = model.graph.runtime_inputs()[0].to_string();
+    let facts = onnx_rap::analysis::infer_facts(&proto, &args[1])?;
+    let mut shape: Vec<usize> = facts[&input]
+        .sample_dims()
+        .unwrap()
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    shape.insert(0, batch);
+    let n: usize = shape.iter().product();
+    let x = tract_ndarray::ArrayD::from_shape_vec(
+        shape.clone(),
+        (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect(),
+    )?;
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])?
+        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
+        .into_optimized()?
+        .into_runnable()?;
+    let mut by_op: HashMap<String, f64> = HashMap::new();
+    let mut by_part: HashMap<String, f64> = HashMap::new();
+    let mut total = 0.0;
+    for r in 0..=runs {
+        let mut state = tract_core::plan::SimpleState::new(&plan)?;
+        let t0 = Instant::now();
+        let mut times: Vec<(String, String, f64)> = vec![];
+        state.run_plan_with_eval(
+            tvec!(x.clone().into_tensor().into()),
+            |ctx, st, node, inputs| {
+                let t = Instant::now();
+                let r = tract_core::plan::eval(ctx, st, node, inputs);
+                let part = match node.name.find(".rap.") {
+                    Some(i) => node.name[i + 5..]
+                        .split(['.', '#'])
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                    None if node.name.starts_with("rap.") => "seed/out".into(),
+                    None => "forward".into(),
+                };
+                times.push((
+                    node.op().name().to_string(),
+                    part,
+                    t.elapsed().as_secs_f64(),
+                ));
+                r
+            },
+        )?;
+        if r == 0 {
+            continue; // warm-up
+        }
+        total += t0.elapsed().as_secs_f64();
+        for (op, part, t) in times {
+            *by_op.entry(op).or_default() += t;
+            *by_part.entry(part).or_default() += t;
+        }
+    }
+    let show = |title: &str, m: &HashMap<String, f64>| {
+        let mut v: Vec<_> = m.iter().collect();
+        v.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap());
+        println!("{title}");
+        for (k, t) in v.iter().take(14) {
+            println!(
+                "  {:<28} {:>8.2} ms  {:>5.1}%",
+                k,
+                **t * 1e3 / runs as f64,
+                100.0 * **t / total
+            );
+        }
+    };
+    println!(
+        "{} batch {batch}: {:.2} ms per run",
+        path.display(),
+        total * 1e3 / runs as f64
+    );
+    show("by op", &by_op);
+    show("by rule part (first word after .rap.)", &by_part);
+    Ok(())
+}
