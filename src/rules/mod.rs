@@ -71,6 +71,8 @@ pub struct Tuning {
     pub z2_from_output: bool,
     /// Stride-1 transposed convolutions as plain convolutions with flipped kernels.
     pub flip_transpose: bool,
+    /// Leave out the safe-division masks that the relative rule's algebra makes redundant.
+    pub fold_masks: bool,
 }
 
 impl Default for Tuning {
@@ -78,6 +80,7 @@ impl Default for Tuning {
         Tuning {
             z2_from_output: true,
             flip_transpose: true,
+            fold_masks: true,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Tuning {
         Tuning {
             z2_from_output: false,
             flip_transpose: false,
+            fold_masks: false,
         }
     }
 }
