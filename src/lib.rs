@@ -11,6 +11,7 @@ pub mod onnx;
 pub use error::{Error, Result};
 pub mod analysis;
 pub mod cli;
+pub mod fold;
 pub mod heatmap;
 pub mod image;
 pub mod pass;

@@ -34,10 +34,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Load `bytes` (an encoded model) for inputs shaped like `inputs`, in graph input order.
+    /// Load `bytes` (an encoded model) for inputs shaped like `inputs`, in graph input order;
+    /// constant subgraphs are folded first (see [`crate::fold`]).
     pub fn new(bytes: &[u8], inputs: &[Value], output_names: Vec<String>) -> Result<Plan> {
+        let proto = crate::onnx::decode(bytes, "model")?;
+        let folded = crate::onnx::encode(&crate::fold::fold_constants(&proto)?);
         let mut model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
+            .model_for_read(&mut &folded[..])
             .map_err(|e| runtime_err!("tract cannot load the model: {e:#}"))?;
         for (i, v) in inputs.iter().enumerate() {
             model = model

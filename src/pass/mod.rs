@@ -127,7 +127,7 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
     if opts.target_input {
         add_input(&mut out.graph, TARGET, 7, std::slice::from_ref(&batch_dim));
     }
-    let mut e = Emit::new(&mut out.graph, opset);
+    let mut e = Emit::new(&mut out.graph, opset, opts.tuning.sign_masks);
 
     // The explained class per sample, and the seed relevance at the logits.
     e.set_prefix("rap.seed".into());
@@ -226,7 +226,7 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
         .unwrap_or_default();
     let mut outputs = vec![rel_vi];
     if input_dims.len() == 4 {
-        let mut e = Emit::new(&mut out.graph, opset);
+        let mut e = Emit::new(&mut out.graph, opset, opts.tuning.sign_masks);
         e.set_prefix("rap.out".into());
         let h = e.reduce("ReduceSum", RELEVANCE, &[1], false, "heatmap.sum")?;
         ir::Builder::new(&mut out.graph).op("Identity", HEATMAP, &[&h], 1, vec![])?;

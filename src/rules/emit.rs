@@ -17,11 +17,14 @@ pub struct Emit<'g> {
     prefix: String,
     scalars: HashMap<u32, String>,
     safe: HashMap<String, (String, String)>,
+    sign_masks: bool,
 }
 
 impl<'g> Emit<'g> {
-    pub fn new(graph: &'g mut Graph, opset: i64) -> Self {
+    /// `sign_masks`: write `[b != 0]` as `|sign(b)|` instead of `Cast(Not(Equal(b, 0)))`.
+    pub fn new(graph: &'g mut Graph, opset: i64, sign_masks: bool) -> Self {
         Emit {
+            sign_masks,
             b: Builder::new(graph),
             opset,
             prefix: "rap".into(),
@@ -120,9 +123,21 @@ impl<'g> Emit<'g> {
 
     /// `[a == 0]` as float.
     pub fn is_zero(&mut self, a: &str, part: &str) -> Result<String> {
+        if self.sign_masks {
+            let one = self.scalar(1.0);
+            let nz = self.nonzero_of(a, &format!("{part}.nz"))?;
+            return self.sub(&one, &nz, part);
+        }
         let zero = self.scalar(0.0);
         let eq = self.op("Equal", &format!("{part}.eq"), &[a, &zero], vec![])?;
         self.op("Cast", part, &[&eq], vec![make_int("to", 1)])
+    }
+
+    /// `[a != 0]` as float, written `|sign(a)|` (exactly 0 or 1, and cheaper to run than
+    /// `Cast(Not(Equal(a, 0)))`).
+    fn nonzero_of(&mut self, a: &str, part: &str) -> Result<String> {
+        let s = self.op("Sign", &format!("{part}.sign"), &[a], vec![])?;
+        self.op("Abs", part, &[&s], vec![])
     }
 
     /// For a denominator `b`: `b + [b == 0]` and the mask `[b != 0]`, emitted once per `b`.
@@ -131,10 +146,15 @@ impl<'g> Emit<'g> {
             return Ok(p.clone());
         }
         let part = format!("sd.{}", short(b));
-        let z = self.is_zero(b, &format!("{part}.zero"))?;
-        let den = self.add(b, &z, &format!("{part}.den"))?;
         let one = self.scalar(1.0);
-        let mask = self.sub(&one, &z, &format!("{part}.mask"))?;
+        let (z, mask) = if self.sign_masks {
+            let mask = self.nonzero_of(b, &format!("{part}.mask"))?;
+            (self.sub(&one, &mask, &format!("{part}.zero"))?, mask)
+        } else {
+            let z = self.is_zero(b, &format!("{part}.zero"))?;
+            (z.clone(), self.sub(&one, &z, &format!("{part}.mask"))?)
+        };
+        let den = self.add(b, &z, &format!("{part}.den"))?;
         self.safe.insert(b.to_string(), (den.clone(), mask.clone()));
         Ok((den, mask))
     }

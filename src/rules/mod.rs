@@ -73,6 +73,8 @@ pub struct Tuning {
     pub flip_transpose: bool,
     /// Leave out the safe-division masks that the relative rule's algebra makes redundant.
     pub fold_masks: bool,
+    /// Write the masks `[b != 0]` as `|sign(b)|` (the same 0/1 values, cheaper ops).
+    pub sign_masks: bool,
 }
 
 impl Default for Tuning {
@@ -81,6 +83,7 @@ impl Default for Tuning {
             z2_from_output: true,
             flip_transpose: true,
             fold_masks: true,
+            sign_masks: true,
         }
     }
 }
@@ -92,6 +95,7 @@ impl Tuning {
             z2_from_output: false,
             flip_transpose: false,
             fold_masks: false,
+            sign_masks: false,
         }
     }
 }
