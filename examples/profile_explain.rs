@@ -34,6 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect(),
     )?;
+    // Fold the constant weight subgraphs first, as `onnx-rap` does before running tract.
+    let bytes = onnx_rap::onnx::encode(&onnx_rap::fold::fold_constants(&onnx_rap::onnx::decode(
+        &bytes, "model",
+    )?)?);
     let plan = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])?
         .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?

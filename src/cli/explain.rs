@@ -261,6 +261,17 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             }
         }
     }
+    // Names must not collide: an image keeps its stem, a .npy sharing it becomes STEM_npy,
+    // and any clash left gets a counter.
+    let stems: HashMap<String, usize> = items.iter().fold(HashMap::new(), |mut m, it| {
+        *m.entry(it.name.clone()).or_insert(0) += 1;
+        m
+    });
+    for it in items.iter_mut() {
+        if stems[&it.name] > 1 && ext(&it.source).as_deref() == Some("npy") {
+            it.name = format!("{}_npy", it.name);
+        }
+    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for it in items.iter_mut() {
         let n = seen.entry(it.name.clone()).or_insert(0);
