@@ -184,6 +184,7 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
             target: &target,
             bounds: opts.bounds,
             tuning: opts.tuning,
+            graph,
             dynamic: &dynamic,
         };
         let rel_in = rule

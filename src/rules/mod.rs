@@ -111,6 +111,8 @@ pub struct Cx<'a, 'g> {
     pub target: &'a str,
     pub bounds: Bounds,
     pub tuning: Tuning,
+    /// The original graph, to read constant values (initializers) at compile time.
+    pub graph: &'a crate::ir::Graph,
     /// Tensors that depend on the explained input (everything else is a constant).
     pub dynamic: &'a HashSet<String>,
 }
@@ -152,6 +154,21 @@ impl Cx<'_, '_> {
                 node.op_type()
             )
         })
+    }
+
+    /// The value of an initializer, if `tensor` is one (exporters may put Identity nodes in
+    /// front of shared initializers: those are followed).
+    pub fn constant(&self, tensor: &str) -> Option<ndarray::ArrayD<f32>> {
+        let mut t = tensor;
+        loop {
+            if let Some(init) = self.graph.initializer(t) {
+                return crate::onnx::tensor::to_f32(init).ok();
+            }
+            match self.graph.producer_op(t) {
+                Some(n) if n.op_type() == "Identity" && !n.input.is_empty() => t = &n.input[0],
+                _ => return None,
+            }
+        }
     }
 
     /// Sign of a tensor as the analysis found it.

@@ -29,6 +29,21 @@ impl Rule for BatchNorm {
         let var = input(node, 4)?;
         let rank = cx.sample_dims(node, x)?.len() + 1;
         let eps = attr::float(node, "epsilon")?.unwrap_or(1e-5);
+        // With every w_c != 0 (known from the constants), [X w != 0] is [X != 0]: no
+        // per-channel product on the activation.
+        if cx.tuning.sign_masks {
+            if let (Some(g), Some(v)) = (cx.constant(gamma), cx.constant(var)) {
+                let all_nonzero = g.iter().zip(v.iter()).all(|(&g, &v)| {
+                    let w = g / (v * v + eps).sqrt();
+                    w != 0.0 && w.is_finite()
+                });
+                if all_nonzero && g.len() == v.len() {
+                    let mask = cx.e.nonzero(x)?;
+                    let out = cx.e.mul(&r, &mask, "masked")?;
+                    return Ok(first_only(out, node.input.len()));
+                }
+            }
+        }
         let v2 = cx.e.mul(var, var, "var2")?;
         let e = cx.e.scalar(eps);
         let v2e = cx.e.add(&v2, &e, "var2_eps")?;
