@@ -17,6 +17,7 @@ pub struct Emit<'g> {
     prefix: String,
     scalars: HashMap<u32, String>,
     safe: HashMap<String, (String, String)>,
+    masks: HashMap<String, String>,
     sign_masks: bool,
 }
 
@@ -30,6 +31,7 @@ impl<'g> Emit<'g> {
             prefix: "rap".into(),
             scalars: HashMap::new(),
             safe: HashMap::new(),
+            masks: HashMap::new(),
         }
     }
 
@@ -148,7 +150,7 @@ impl<'g> Emit<'g> {
         let part = format!("sd.{}", short(b));
         let one = self.scalar(1.0);
         let (z, mask) = if self.sign_masks {
-            let mask = self.nonzero_of(b, &format!("{part}.mask"))?;
+            let mask = self.nonzero(b)?;
             (self.sub(&one, &mask, &format!("{part}.zero"))?, mask)
         } else {
             let z = self.is_zero(b, &format!("{part}.zero"))?;
@@ -159,9 +161,17 @@ impl<'g> Emit<'g> {
         Ok((den, mask))
     }
 
-    /// The mask `[b != 0]` as float.
+    /// The mask `[b != 0]` as float, emitted once per `b`.
     pub fn nonzero(&mut self, b: &str) -> Result<String> {
-        Ok(self.safe_den(b)?.1)
+        if !self.sign_masks {
+            return Ok(self.safe_den(b)?.1);
+        }
+        if let Some(m) = self.masks.get(b) {
+            return Ok(m.clone());
+        }
+        let m = self.nonzero_of(b, &format!("sd.{}.mask", short(b)))?;
+        self.masks.insert(b.to_string(), m.clone());
+        Ok(m)
     }
 
     /// Safe division as RAP defines it: `a / b` where `b != 0`, and 0 where `b == 0`,
