@@ -18,22 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = onnx_rap::ir::import(&proto, &args[1])?;
     let rap = compile(&model, &Options::default(), &args[1])?;
     let bytes = onnx_rap::onnx::encode(&onnx_rap::ir::export(&rap)?);
-    let input = model.graph.runtime_inputs()[0].to_string();
-    let facts = onnx_rap::analysis::infer_facts(&proto, &args[1])?;
-    let mut shape: Vec<usize> = facts[&input]
-        .sample_dims()
-        .unwrap()
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
-    shape.insert(0, batch);
-    let n: usize = shape.iter().product();
-    let x = tract_ndarray::ArrayD::from_shape_vec(
-        shape.clone(),
-        (0..n)
-            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-            .collect(),
-    )?;
+    let x = onnx_rap::cli::bench::synthetic_input(&model, &proto, &args[1], batch)?;
+    let shape = x.shape().to_vec();
     // Fold the constant weight subgraphs first, as `onnx-rap` does before running tract.
     let bytes = onnx_rap::onnx::encode(&onnx_rap::fold::fold_constants(&onnx_rap::onnx::decode(
         &bytes, "model",

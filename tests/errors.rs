@@ -4,20 +4,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::root;
 
 fn onnx_rap(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_onnx-rap"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::run_cli(env!("CARGO_BIN_EXE_onnx-rap"), args)
 }
 
 /// Runs `inspect` and `compile` on a bad file: both fail with exit 2 and a one-line message

@@ -4,22 +4,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ndarray::{ArrayD, Axis};
 
 fn explain(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_onnx-rap"))
-        .arg("explain")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let all: Vec<&str> = std::iter::once("explain")
+        .chain(args.iter().copied())
+        .collect();
+    run_cli(env!("CARGO_BIN_EXE_onnx-rap"), &all)
 }
 
 fn model() -> String {

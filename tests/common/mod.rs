@@ -140,3 +140,13 @@ pub fn run_tract(
         .into_iter()
         .collect()
 }
+
+/// Run the `onnx-rap` binary; returns (exit code, stdout, stderr).
+pub fn run_cli(bin: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
