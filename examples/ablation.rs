@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = args.get(3).map_or(3, |s| s.parse().unwrap());
     let proto = onnx_rap::onnx::load(path)?;
     let model = onnx_rap::ir::import(&proto, &args[1])?;
-    let x = onnx_rap::cli::bench::synthetic_input(&model, &proto, &args[1], batch)?;
+    let facts = onnx_rap::analysis::infer_facts(&proto, &args[1])?;
+    let x = onnx_rap::cli::bench::synthetic_input(&model, &facts, &args[1], batch)?;
     let inputs = [Value::F32(x)];
     let mut t = Tuning::none();
     let mut variants = vec![("reference form", t)];

@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = onnx_rap::ir::import(&proto, &args[1])?;
     let rap = compile(&model, &Options::default(), &args[1])?;
     let bytes = onnx_rap::onnx::encode(&onnx_rap::ir::export(&rap)?);
-    let x = onnx_rap::cli::bench::synthetic_input(&model, &proto, &args[1], batch)?;
+    let facts = onnx_rap::analysis::infer_facts(&proto, &args[1])?;
+    let x = onnx_rap::cli::bench::synthetic_input(&model, &facts, &args[1], batch)?;
     let shape = x.shape().to_vec();
     // Fold the constant weight subgraphs first, as `onnx-rap` does before running tract.
     let bytes = onnx_rap::onnx::encode(&onnx_rap::fold::fold_constants(&onnx_rap::onnx::decode(

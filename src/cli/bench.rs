@@ -6,11 +6,11 @@ use std::time::Instant;
 use ndarray::ArrayD;
 use serde_json::{json, Value as Json};
 
-use crate::analysis::infer_facts;
+use crate::analysis::{infer_facts, Facts};
 use crate::bad_input;
 use crate::error::Result;
 use crate::ir;
-use crate::pass::{compile, Options};
+use crate::pass::{compile_with_facts, Options};
 use crate::runtime::{Plan, Value};
 
 /// Timings of one bench run.
@@ -123,11 +123,10 @@ impl Report {
 /// A fixed pseudo-random input in [-1, 1) of the model's input shape with batch `batch`.
 pub fn synthetic_input(
     model: &ir::Model,
-    proto: &crate::onnx::proto::ModelProto,
+    facts: &Facts,
     origin: &str,
     batch: usize,
 ) -> Result<ArrayD<f32>> {
-    let facts = infer_facts(proto, origin)?;
     let input = model
         .graph
         .runtime_inputs()
@@ -167,11 +166,12 @@ pub fn run(
     let t0 = Instant::now();
     let proto = crate::onnx::load(path)?;
     let model = ir::import(&proto, &origin)?;
-    let rap = compile(&model, opts, &origin)?;
+    let facts = infer_facts(&proto, &origin)?;
+    let rap = compile_with_facts(&model, &facts, opts, &origin)?;
     let rap_bytes = crate::onnx::encode(&ir::export(&rap)?);
     let compile_s = t0.elapsed().as_secs_f64();
 
-    let x = synthetic_input(&model, &proto, &origin, batch)?;
+    let x = synthetic_input(&model, &facts, &origin, batch)?;
     let inputs = [Value::F32(x)];
     let fwd = Plan::new(&bytes, &inputs, vec![])?;
     fwd.run(&inputs)?;

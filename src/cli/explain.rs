@@ -16,7 +16,7 @@ use crate::image::{
     load_image, load_npy, stack, tensor_picture, Layout, PartialPreprocess, Preprocess,
 };
 use crate::ir;
-use crate::pass::{compile, Options};
+use crate::pass::{compile_with_facts, Options};
 use crate::runtime::{Plan, Value};
 
 /// Metadata keys a model may carry for `explain`.
@@ -147,7 +147,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         target_input: args.target.is_some(),
         ..args.compile.clone()
     };
-    let compiled = compile(&model, &opts, &origin)?;
+    let compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
     let bytes = crate::onnx::encode(&ir::export(&compiled)?);
     let input = model
         .graph

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::analysis::{find_roles, infer_facts, infer_signs, Dim};
+use crate::analysis::{find_roles, infer_facts, infer_signs, Dim, Facts};
 use crate::bad_input;
 use crate::error::Result;
 use crate::ir::{self, Model, Node};
@@ -53,7 +53,17 @@ impl Default for Options {
 
 /// Compile the relevance graph into a copy of `model`. `origin` names the model in errors.
 pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
-    let proto = ir::export(model)?;
+    let facts = infer_facts(&ir::export(model)?, origin)?;
+    compile_with_facts(model, &facts, opts, origin)
+}
+
+/// [`compile`] with the facts of `model` already inferred (callers that need them too).
+pub fn compile_with_facts(
+    model: &Model,
+    facts: &Facts,
+    opts: &Options,
+    origin: &str,
+) -> Result<Model> {
     let opset = model.opset();
     if opset < 11 {
         return Err(bad_input!(
@@ -61,11 +71,10 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
              (convert it with onnx.version_converter)"
         ));
     }
-    let facts = infer_facts(&proto, origin)?;
     let graph = &model.graph;
     let roles = find_roles(
         graph,
-        &facts,
+        facts,
         opts.input.as_deref(),
         opts.output.as_deref(),
         origin,
@@ -177,7 +186,7 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
         e.set_prefix(format!("{label}.rap"));
         let mut cx = Cx {
             e: &mut e,
-            facts: &facts,
+            facts,
             signs: &signs,
             method: opts.method,
             role,
