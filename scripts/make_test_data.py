@@ -112,6 +112,15 @@ def main():
     save(model([n("Conv", ["x", "w"], ["y"], name="conv")], [init("w", 2, 1, 3, 3)],
                [vi("x", "N", 1, 8, 8)], [vi("y", "N", 2, 6, 6)]), "not_a_classifier.onnx")
 
+    # The same networks declared at opset 12 and 18, where the emitted ReduceSum/ReduceMin/
+    # Split take their axes as attributes (12) or inputs (18): every op they use has the same
+    # meaning there.
+    for base in ["tiny_mlp", "tiny_cnn"]:
+        for version in [12, 18]:
+            m = onnx.load(os.path.join(OUT, f"{base}.onnx"))
+            m.opset_import[0].version = version
+            save(m, f"{base}_opset{version}.onnx")
+
     # A trailing Softmax: explaining it explains the logits of tiny_mlp.
     sm = onnx.ModelProto()
     sm.CopyFrom(onnx.load(os.path.join(OUT, "tiny_mlp.onnx")))
