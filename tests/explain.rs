@@ -224,3 +224,39 @@ fn bad_inputs_are_refused_before_anything_is_written() {
         "output folder",
     );
 }
+
+#[test]
+fn behind_a_softmax_the_summary_reports_the_logits() {
+    let input = root().join("tests/data/tiny_mlp_input.npy");
+    let summary = |model: &str| -> serde_json::Value {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = root().join(model);
+        let (code, out, err) = explain(&[
+            s(&m),
+            "--input",
+            s(&input),
+            "--json",
+            "--out",
+            s(tmp.path()),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let plain = summary("tests/data/tiny_mlp.onnx");
+    let soft = summary("tests/data/tiny_mlp_softmax.onnx");
+    let (a, b) = (plain.as_array().unwrap(), soft.as_array().unwrap());
+    assert_eq!(a.len(), 5, "one entry per sample of the .npy batch");
+    for (p, q) in a.iter().zip(b) {
+        assert_eq!(p["predicted"], q["predicted"]);
+        let (x, y) = (
+            p["target_logit"].as_f64().unwrap(),
+            q["target_logit"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() < 1e-6, "logit {x} vs {y}");
+        let r = q["relevance_sum"].as_f64().unwrap();
+        assert!(
+            (r - y).abs() <= 1e-4 * y.abs().max(1.0),
+            "relevance {r} vs logit {y}"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
-use crate::analysis::{infer_facts, Dim};
+use crate::analysis::{find_roles, infer_facts};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::heatmap;
@@ -16,6 +16,7 @@ use crate::image::{
     load_image, load_npy, stack, tensor_picture, Layout, PartialPreprocess, Preprocess,
 };
 use crate::ir;
+use crate::onnx::proto::ValueInfoProto;
 use crate::pass::{compile_with_facts, Options};
 use crate::runtime::{Plan, Value};
 
@@ -147,7 +148,28 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         target_input: args.target.is_some(),
         ..args.compile.clone()
     };
-    let compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
+    let mut compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
+    // The explained logits (behind a trailing Softmax, say) become an output of the in-memory
+    // model, so the summary reports the logit itself.
+    let roles = find_roles(
+        &model.graph,
+        &facts,
+        opts.input.as_deref(),
+        opts.output.as_deref(),
+        &origin,
+    )?;
+    let logits_name = roles.logits.clone();
+    if !compiled
+        .graph
+        .outputs
+        .iter()
+        .any(|o| o.name() == logits_name)
+    {
+        compiled.graph.outputs.push(ValueInfoProto {
+            name: Some(logits_name.clone()),
+            ..Default::default()
+        });
+    }
     let bytes = crate::onnx::encode(&ir::export(&compiled)?);
     let input = model
         .graph
@@ -163,19 +185,11 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         .iter()
         .map(|&d| d as usize)
         .collect();
-    let logits_name = compiled.graph.outputs[0].name().to_string();
-    let classes = match facts
-        .get(&logits_name)
-        .and_then(|f| f.shape.clone())
-        .as_deref()
-    {
-        Some([_, Dim::Known(c)]) => *c as usize,
-        _ => 0,
-    };
+    let classes = roles.classes as usize;
     let labels: Option<Vec<String>> =
         metadata(&model, META_LABELS).and_then(|l| serde_json::from_str(l).ok());
     if let Some(t) = args.target {
-        if classes > 0 && (t < 0 || t as usize >= classes) {
+        if t < 0 || t as usize >= classes {
             return Err(bad_input!(
                 "--target {t} is out of range: the model has {classes} classes (0..{})",
                 classes - 1
