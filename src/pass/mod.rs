@@ -217,29 +217,32 @@ pub fn compile_with_facts(
         .get(&roles.input)
         .cloned()
         .ok_or_else(|| bad_input!("{origin}: no relevance reached input '{}'", roles.input))?;
-    e.set_prefix("rap.out".into());
-    let b = e.graph();
-    let mut bld = ir::Builder::new(b);
-    bld.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
-    let in_vi = model
-        .graph
-        .inputs
-        .iter()
-        .find(|v| v.name() == roles.input)
-        .cloned();
-    let mut rel_vi = in_vi.unwrap_or_default();
-    rel_vi.name = Some(RELEVANCE.into());
-    rel_vi.doc_string = Some("RAP relevance of the input, same shape as the input".into());
     let input_dims = facts
         .get(&roles.input)
         .and_then(|f| f.shape.clone())
         .unwrap_or_default();
-    let mut outputs = vec![rel_vi];
-    if input_dims.len() == 4 {
-        let mut e = Emit::new(&mut out.graph, opset, opts.tuning.sign_masks);
+    // Image inputs [N, C, H, W] also get the channel sum.
+    let heat = if input_dims.len() == 4 {
         e.set_prefix("rap.out".into());
-        let h = e.reduce("ReduceSum", RELEVANCE, &[1], false, "heatmap.sum")?;
-        ir::Builder::new(&mut out.graph).op("Identity", HEATMAP, &[&h], 1, vec![])?;
+        Some(e.reduce("ReduceSum", &r_in, &[1], false, "heatmap.sum")?)
+    } else {
+        None
+    };
+    // The new outputs carry their contract names exactly (checked free above).
+    let mut b = ir::Builder::new(&mut out.graph);
+    b.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
+    let mut rel_vi = model
+        .graph
+        .inputs
+        .iter()
+        .find(|v| v.name() == roles.input)
+        .cloned()
+        .unwrap_or_default();
+    rel_vi.name = Some(RELEVANCE.into());
+    rel_vi.doc_string = Some("RAP relevance of the input, same shape as the input".into());
+    let mut outputs = vec![rel_vi];
+    if let Some(h) = heat {
+        b.op("Identity", HEATMAP, &[&h], 1, vec![])?;
         let dims = [
             input_dims[0].clone(),
             input_dims[2].clone(),
