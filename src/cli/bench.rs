@@ -188,13 +188,6 @@ pub fn run(
         exp.run(&inputs)?;
         te.push(t.elapsed().as_secs_f64());
     }
-    let count = |m: &ir::Model| {
-        m.graph
-            .g
-            .node_weights()
-            .filter(|n| n.op().is_some())
-            .count()
-    };
     Ok(Report {
         model: origin,
         batch,
@@ -207,7 +200,7 @@ pub fn run(
         rap_bytes: rap_bytes.len(),
         rap_folded_bytes: crate::onnx::encode(&crate::fold::fold_constants(&ir::export(&rap)?)?)
             .len(),
-        nodes: (count(&model), count(&rap)),
+        nodes: (model.graph.op_count(), rap.graph.op_count()),
         peak_kb: (peak_fwd, peak_exp),
     })
 }

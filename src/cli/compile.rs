@@ -21,16 +21,9 @@ pub fn run(model: &Path, out: &Path, opts: &Options, save_opts: &SaveOptions) ->
     let compiled = compile(&m, opts, &origin)?;
     let proto = ir::export(&compiled)?;
     save(&proto, out, save_opts)?;
-    let count = |m: &ir::Model| {
-        m.graph
-            .g
-            .node_weights()
-            .filter(|n| n.op().is_some())
-            .count()
-    };
     Ok(Summary {
-        nodes_before: count(&m),
-        nodes_after: count(&compiled),
+        nodes_before: m.graph.op_count(),
+        nodes_after: compiled.graph.op_count(),
         bytes: crate::onnx::encode(&proto).len(),
     })
 }

@@ -156,6 +156,11 @@ impl Graph {
         self.inputs.push(vi);
     }
 
+    /// Number of operator nodes.
+    pub fn op_count(&self) -> usize {
+        self.g.node_weights().filter(|n| n.op().is_some()).count()
+    }
+
     /// Whether a name is used by a tensor or a node already.
     pub fn is_used(&self, name: &str) -> bool {
         self.names.contains(name)
