@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use tract_onnx::prelude::*;
 
 use crate::error::Result;
-use crate::onnx::proto::{ModelProto, TensorProto, ValueInfoProto};
+use crate::onnx::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::onnx::tensor::{f32_tensor, i64_tensor};
 use crate::runtime_err;
 
@@ -73,24 +73,18 @@ pub fn fold_constants(model: &ModelProto) -> Result<ModelProto> {
             known.extend(n.output.iter().map(String::as_str));
         }
     }
-    if !is_const.iter().any(|&c| c) {
-        return Ok(model.clone());
-    }
+    let (consts, rest): (Vec<_>, Vec<_>) = graph.node.iter().zip(&is_const).partition(|(_, &c)| c);
+    let consts: Vec<&NodeProto> = consts.into_iter().map(|(n, _)| n).collect();
+    let rest: Vec<&NodeProto> = rest.into_iter().map(|(n, _)| n).collect();
     // Constant tensors made by nodes and read by the rest of the graph.
-    let made: HashSet<&str> = graph
-        .node
+    let made: HashSet<&str> = consts
         .iter()
-        .zip(&is_const)
-        .filter(|(_, &c)| c)
-        .flat_map(|(n, _)| n.output.iter().map(String::as_str))
+        .flat_map(|n| n.output.iter().map(String::as_str))
         .collect();
     let mut needed: Vec<&str> = Vec::new();
-    let readers = graph
-        .node
+    let readers = rest
         .iter()
-        .zip(&is_const)
-        .filter(|(_, &c)| !c)
-        .flat_map(|(n, _)| n.input.iter().map(String::as_str))
+        .flat_map(|n| n.input.iter().map(String::as_str))
         .chain(graph.output.iter().map(|o| o.name()));
     for t in readers {
         if made.contains(t) && !needed.contains(&t) {
@@ -100,23 +94,14 @@ pub fn fold_constants(model: &ModelProto) -> Result<ModelProto> {
     if needed.is_empty() {
         return Ok(model.clone());
     }
-    let const_inputs: HashSet<&str> = graph
-        .node
+    let const_inputs: HashSet<&str> = consts
         .iter()
-        .zip(&is_const)
-        .filter(|(_, &c)| c)
-        .flat_map(|(n, _)| n.input.iter().map(String::as_str))
+        .flat_map(|n| n.input.iter().map(String::as_str))
         .collect();
 
     let mut sub = model.clone();
     let g = sub.graph.as_mut().expect("graph");
-    g.node = graph
-        .node
-        .iter()
-        .zip(&is_const)
-        .filter(|(_, &c)| c)
-        .map(|(n, _)| n.clone())
-        .collect();
+    g.node = consts.iter().map(|&n| n.clone()).collect();
     g.initializer.retain(|t| const_inputs.contains(t.name()));
     g.input.clear();
     g.value_info.clear();
@@ -144,13 +129,7 @@ pub fn fold_constants(model: &ModelProto) -> Result<ModelProto> {
 
     let mut out = model.clone();
     let g = out.graph.as_mut().expect("graph");
-    g.node = graph
-        .node
-        .iter()
-        .zip(&is_const)
-        .filter(|(_, &c)| !c)
-        .map(|(n, _)| n.clone())
-        .collect();
+    g.node = rest.iter().map(|&n| n.clone()).collect();
     let used: HashSet<String> = g
         .node
         .iter()

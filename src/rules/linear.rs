@@ -392,11 +392,9 @@ fn relative_factors_folded(
     z2: &str,
     tag: &str,
 ) -> Result<(String, String)> {
-    let z2zero = cx.e.is_zero(z2, &format!("{tag}.z2zero"))?;
-    let one = cx.e.scalar(1.0);
-    let m2 = cx.e.sub(&one, &z2zero, &format!("{tag}.z2mask"))?;
-    let d = cx.e.add(z1, z2, &format!("{tag}.d"))?;
-    let dd = cx.e.add(&d, &z2zero, &format!("{tag}.d_safe"))?;
+    // Z2 + [Z2 == 0] and [Z2 != 0]; Z1 + that is D wherever Z2 != 0 and never 0.
+    let (z2_safe, m2) = cx.e.safe_den(z2)?;
+    let dd = cx.e.add(z1, &z2_safe, &format!("{tag}.d_safe"))?;
     let r_d = cx.e.div(r, &dd, &format!("{tag}.r_d"))?;
     if fc {
         let s1 = cx.e.sd(r, z1, &format!("{tag}.s1"))?;
@@ -406,8 +404,7 @@ fn relative_factors_folded(
     let rp = cx.e.relu(r, &format!("{tag}.rpos"))?;
     let rn = cx.e.sub(r, &rp, &format!("{tag}.rneg"))?;
     let s1 = cx.e.sd(&rp, z1, &format!("{tag}.s1"))?;
-    let z2s = cx.e.add(z2, &z2zero, &format!("{tag}.z2_safe"))?;
-    let rn_z2 = cx.e.div(&rn, &z2s, &format!("{tag}.rneg_z2"))?;
+    let rn_z2 = cx.e.div(&rn, &z2_safe, &format!("{tag}.rneg_z2"))?;
     let sum = cx.e.add(&r_d, &rn_z2, &format!("{tag}.s2sum"))?;
     let s2 = cx.e.mul(&sum, &m2, &format!("{tag}.s2"))?;
     Ok((s1, s2))
