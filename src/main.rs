@@ -139,6 +139,38 @@ enum Command {
         /// equivalent forms (Z2 from the layer output, transposed convs as flipped convs)
         #[arg(long)]
         exact: bool,
+        /// Add the output `heatmap_rgb` (uint8 [N,H,W,3]): the heatmap in explain's colour map,
+        /// so any runtime returns a ready-to-show picture (image inputs only)
+        #[arg(long)]
+        colormap: bool,
+    },
+    /// Serve the browser page that explains images with onnxruntime-web, offline
+    ///
+    /// Compiles MODEL in memory (with `rap_target` and `heatmap_rgb`), then serves it with the
+    /// page built in --dir (`npm --prefix web ci && npm --prefix web run build`) on 127.0.0.1.
+    /// Everything runs in the browser: images never leave it. --write-to DIR writes the same
+    /// files for any static server instead of serving.
+    ///
+    /// Example: onnx-rap serve --port 8000   (then open http://127.0.0.1:8000/)
+    Serve {
+        /// The model the page explains (.onnx)
+        #[arg(default_value = "models/digits_vgg.onnx")]
+        model: PathBuf,
+        /// The built page
+        #[arg(long, default_value = "web/dist")]
+        dir: PathBuf,
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0: any free port; the URL is printed)
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Write the site (page, model_rap.onnx, model.json) to DIR and exit
+        #[arg(long, value_name = "DIR")]
+        write_to: Option<PathBuf>,
+        /// Propagation rules
+        #[arg(long, value_enum, default_value = "rap")]
+        method: MethodArg,
     },
     /// Time the forward pass against the explanation (forward + relevance) in tract
     ///
@@ -298,6 +330,34 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Serve {
+            model,
+            dir,
+            host,
+            port,
+            write_to,
+            method: m,
+        } => {
+            let opts = Options {
+                method: method(m),
+                ..Options::default()
+            };
+            let site = cli::serve::build(&dir, &model, &opts)?;
+            if let Some(out) = write_to {
+                let files = cli::serve::write(&site, &out)?;
+                eprintln!(
+                    "wrote {} files ({} bytes) to {}; serve that folder with any static server",
+                    files.len(),
+                    site.bytes(),
+                    out.display()
+                );
+                return Ok(());
+            }
+            let (listener, url) = cli::serve::bind(&host, port)?;
+            println!("serving {} at {url} (Ctrl-C to stop)", model.display());
+            std::io::Write::flush(&mut std::io::stdout()).ok();
+            cli::serve::serve(site, listener)?;
+        }
         Command::Inspect { model, json } => {
             let r = cli::inspect::report(&model)?;
             if json {
@@ -319,10 +379,12 @@ fn run(cli: Cli) -> Result<()> {
             explain_output,
             external_data_above,
             exact,
+            colormap,
         } => {
             let opts = Options {
                 method: method(method_arg),
                 target_input,
+                colormap,
                 bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
                 input,
                 output: explain_output,

@@ -129,13 +129,60 @@ fn ext(p: &Path) -> Option<String> {
     p.extension().map(|e| e.to_string_lossy().to_lowercase())
 }
 
-fn metadata<'a>(model: &'a ir::Model, key: &str) -> Option<&'a str> {
+/// The value of a `metadata_props` entry.
+pub fn metadata<'a>(model: &'a ir::Model, key: &str) -> Option<&'a str> {
     model
         .rest
         .metadata_props
         .iter()
         .find(|p| p.key() == key)
         .map(|p| p.value())
+}
+
+/// The class names of the `onnx_rap.labels` metadata, if it holds a JSON array of `classes`.
+pub fn labels(model: &ir::Model, classes: usize) -> Option<Vec<String>> {
+    metadata(model, META_LABELS)
+        .and_then(|l| serde_json::from_str::<Vec<String>>(l).ok())
+        .filter(|l| l.len() == classes)
+}
+
+/// How image files become inputs of a model whose input has `sample` dims per sample: the
+/// flags, then the model's metadata, then the input shape. None when the input is no image.
+pub fn image_preprocess(
+    model: &ir::Model,
+    sample: &[usize],
+    flags: PartialPreprocess,
+    origin: &str,
+) -> Result<Option<Preprocess>> {
+    let meta = match metadata(model, META_PREPROCESS) {
+        Some(j) => Preprocess::from_metadata(j, origin)?,
+        None => PartialPreprocess::default(),
+    };
+    let pp = flags.or(meta);
+    let layout = pp.layout.unwrap_or(Layout::Nchw);
+    if sample.len() != 3 {
+        return Ok(None);
+    }
+    let (c, h, w) = match layout {
+        Layout::Nchw => (sample[0], sample[1], sample[2]),
+        Layout::Nhwc => (sample[2], sample[0], sample[1]),
+    };
+    let size = pp.size.unwrap_or((h as u32, w as u32));
+    if size != (h as u32, w as u32) {
+        return Err(bad_input!(
+            "{origin}: --size {}x{} does not match the model input {h}x{w}",
+            size.0,
+            size.1
+        ));
+    }
+    Ok(Some(Preprocess {
+        size,
+        channels: c,
+        layout,
+        grayscale: pp.grayscale.unwrap_or(false),
+        mean: pp.mean.unwrap_or_default(),
+        std: pp.std.unwrap_or_default(),
+    }))
 }
 
 /// Explain every input; nothing is written unless every input could be read.
@@ -186,8 +233,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         .map(|&d| d as usize)
         .collect();
     let classes = roles.classes as usize;
-    let labels: Option<Vec<String>> =
-        metadata(&model, META_LABELS).and_then(|l| serde_json::from_str(l).ok());
+    let labels = labels(&model, classes);
     if let Some(t) = args.target {
         if t < 0 || t as usize >= classes {
             return Err(bad_input!(
@@ -197,37 +243,9 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         }
     }
 
-    // Preprocessing: flags, then the model's metadata, then the input shape.
-    let meta = match metadata(&model, META_PREPROCESS) {
-        Some(j) => Preprocess::from_metadata(j, &origin)?,
-        None => PartialPreprocess::default(),
-    };
-    let pp = args.preprocess.clone().or(meta);
-    let layout = pp.layout.unwrap_or(Layout::Nchw);
-    let image_pp = if sample.len() == 3 {
-        let (c, h, w) = match layout {
-            Layout::Nchw => (sample[0], sample[1], sample[2]),
-            Layout::Nhwc => (sample[2], sample[0], sample[1]),
-        };
-        let size = pp.size.unwrap_or((h as u32, w as u32));
-        if size != (h as u32, w as u32) {
-            return Err(bad_input!(
-                "{origin}: --size {}x{} does not match the model input {h}x{w}",
-                size.0,
-                size.1
-            ));
-        }
-        Some(Preprocess {
-            size,
-            channels: c,
-            layout,
-            grayscale: pp.grayscale.unwrap_or(false),
-            mean: pp.mean.clone().unwrap_or_default(),
-            std: pp.std.clone().unwrap_or_default(),
-        })
-    } else {
-        None
-    };
+    let pp = args.preprocess.clone();
+    let image_pp = image_preprocess(&model, &sample, pp, &origin)?;
+    let layout = image_pp.as_ref().map_or(Layout::Nchw, |p| p.layout);
 
     // Read every input before writing anything.
     let mut items: Vec<Item> = Vec::new();

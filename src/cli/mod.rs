@@ -4,6 +4,7 @@ pub mod bench;
 pub mod compile;
 pub mod explain;
 pub mod inspect;
+pub mod serve;
 
 use std::path::Path;
 

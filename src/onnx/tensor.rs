@@ -120,3 +120,14 @@ pub fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
         ..Default::default()
     }
 }
+
+/// A uint8 tensor with raw data.
+pub fn u8_tensor(name: &str, dims: &[i64], values: &[u8]) -> TensorProto {
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Uint8 as i32),
+        raw_data: Some(values.to_vec()),
+        ..Default::default()
+    }
+}

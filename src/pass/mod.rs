@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::analysis::{find_roles, infer_facts, infer_signs, Dim, Facts};
 use crate::bad_input;
 use crate::error::Result;
+use crate::heatmap;
 use crate::ir::{self, Model, Node};
 use crate::onnx::attr::make_int;
 use crate::onnx::proto::{
@@ -22,13 +23,17 @@ use crate::rules::{rule_for, Bounds, Cx, Emit, Method, Role, Tuning};
 pub const RELEVANCE: &str = "relevance";
 pub const HEATMAP: &str = "heatmap";
 pub const TARGET: &str = "rap_target";
+pub const HEATMAP_RGB: &str = "heatmap_rgb";
 
 /// What to compile.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub method: Method,
-    /// Add an int64 `[N]` input `rap_target` choosing the class; otherwise the argmax.
+    /// Add an int64 `[N]` input `rap_target` choosing the class (a negative value: the
+    /// argmax); otherwise the argmax.
     pub target_input: bool,
+    /// Add the output `heatmap_rgb`: the heatmap painted with `explain`'s colour map.
+    pub colormap: bool,
     pub bounds: Bounds,
     /// The graph input to explain, when the model has several.
     pub input: Option<String>,
@@ -43,6 +48,7 @@ impl Default for Options {
         Options {
             method: Method::Rap,
             target_input: false,
+            colormap: false,
             bounds: Bounds::PerSample,
             input: None,
             output: None,
@@ -120,7 +126,7 @@ pub fn compile_with_facts(
         .into_iter()
         .filter(|ix| roles.path.contains(ix))
         .collect();
-    for name in [RELEVANCE, HEATMAP, TARGET] {
+    for name in [RELEVANCE, HEATMAP, TARGET, HEATMAP_RGB] {
         if out.graph.is_used(name) {
             return Err(bad_input!(
                 "{origin}: the model already has a tensor or node named '{name}'; \
@@ -140,15 +146,19 @@ pub fn compile_with_facts(
 
     // The explained class per sample, and the seed relevance at the logits.
     e.set_prefix("rap.seed".into());
+    let argmax = e.op(
+        "ArgMax",
+        "argmax",
+        &[&roles.logits],
+        vec![make_int("axis", 1), make_int("keepdims", 0)],
+    )?;
     let target = if opts.target_input {
-        TARGET.to_string()
+        // rap_target < 0 picks the predicted class, so one model serves both uses.
+        let zero = e.const_i64("zero", &[], &[0]);
+        let neg = e.op("Less", "target.auto", &[TARGET, &zero], vec![])?;
+        e.op("Where", "target", &[&neg, &argmax, TARGET], vec![])?
     } else {
-        e.op(
-            "ArgMax",
-            "target",
-            &[&roles.logits],
-            vec![make_int("axis", 1), make_int("keepdims", 0)],
-        )?
+        argmax
     };
     let classes: Vec<i64> = (0..roles.classes).collect();
     let range = e.const_i64("classes", &[roles.classes], &classes);
@@ -228,6 +238,17 @@ pub fn compile_with_facts(
     } else {
         None
     };
+    let rgb = match (&heat, opts.colormap) {
+        (Some(h), true) => Some(paint(&mut e, h)?),
+        (None, true) => {
+            return Err(bad_input!(
+                "{origin}: --colormap needs an image input [N, C, H, W]; '{}' has rank {}",
+                roles.input,
+                input_dims.len()
+            ))
+        }
+        (_, false) => None,
+    };
     // The new outputs carry their contract names exactly (checked free above).
     let mut b = ir::Builder::new(&mut out.graph);
     b.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
@@ -251,9 +272,50 @@ pub fn compile_with_facts(
         let mut vi = value_info(HEATMAP, 1, &dims);
         vi.doc_string = Some("relevance summed over the channel axis, [N, H, W]".into());
         outputs.push(vi);
+        if let Some(rgb) = rgb {
+            b.op("Identity", HEATMAP_RGB, &[&rgb], 1, vec![])?;
+            let mut vi = value_info(
+                HEATMAP_RGB,
+                2,
+                &[
+                    dims[0].clone(),
+                    dims[1].clone(),
+                    dims[2].clone(),
+                    Dim::Known(3),
+                ],
+            );
+            vi.doc_string = Some(
+                "heatmap / max|heatmap| per sample in the colour map of `onnx-rap explain` \
+                 (white = 0, red = relevant, blue = irrelevant), uint8 [N, H, W, 3]"
+                    .into(),
+            );
+            outputs.push(vi);
+        }
     }
     out.graph.outputs.extend(outputs);
     Ok(out)
+}
+
+/// `heatmap_rgb`: per sample `v = M / max|M|` (M = 0 stays 0), level `floor(127 v + 127.5)`
+/// clamped to the table, and the table's colour: the arithmetic of `heatmap::level`.
+fn paint(e: &mut Emit, heat: &str) -> Result<String> {
+    let a = e.op("Abs", "rgb.abs", &[heat], vec![])?;
+    let mx = e.reduce("ReduceMax", &a, &[1, 2], true, "rgb.max")?;
+    let (den, _) = e.safe_den(&mx)?;
+    let v = e.div(heat, &den, "rgb.v")?;
+    let k = e.scalar(heatmap::CENTRE);
+    let half = e.scalar(heatmap::CENTRE + 0.5);
+    let x = e.mul(&v, &k, "rgb.scaled")?;
+    let x = e.add(&x, &half, "rgb.shifted")?;
+    let x = e.op("Floor", "rgb.floor", &[&x], vec![])?;
+    let lo = e.scalar(0.0);
+    let hi = e.scalar((heatmap::LEVELS - 1) as f32);
+    let x = e.op("Max", "rgb.min0", &[&x, &lo], vec![])?;
+    let x = e.op("Min", "rgb.clamp", &[&x, &hi], vec![])?;
+    let idx = e.op("Cast", "rgb.level", &[&x], vec![make_int("to", 7)])?;
+    let table: Vec<u8> = heatmap::table().into_iter().flatten().collect();
+    let t = e.const_u8("rgb.table", &[heatmap::LEVELS as i64, 3], &table);
+    e.op("Gather", "rgb", &[&t, &idx], vec![make_int("axis", 0)])
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::ir::{Builder, Graph};
 use crate::onnx::attr::{make_int, make_ints, make_tensor};
 use crate::onnx::proto::AttributeProto;
-use crate::onnx::tensor::{f32_tensor, i64_tensor};
+use crate::onnx::tensor::{f32_tensor, i64_tensor, u8_tensor};
 
 /// Emits nodes into a graph for one node's rule at a time.
 pub struct Emit<'g> {
@@ -85,6 +85,12 @@ impl<'g> Emit<'g> {
     pub fn const_i64(&mut self, part: &str, dims: &[i64], values: &[i64]) -> String {
         let base = format!("{}.{part}", self.prefix);
         self.b.constant(&base, i64_tensor("", dims, values))
+    }
+
+    /// A uint8 constant initializer named `{prefix}.{part}`.
+    pub fn const_u8(&mut self, part: &str, dims: &[i64], values: &[u8]) -> String {
+        let base = format!("{}.{part}", self.prefix);
+        self.b.constant(&base, u8_tensor("", dims, values))
     }
 
     /// A float scalar constant, shared by every rule.
