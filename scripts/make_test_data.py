@@ -164,6 +164,14 @@ def main():
     with open(os.path.join(bad, "short_data", "model.onnx.data"), "wb") as f:
         f.write(data[: len(data) // 3])
 
+    # Methods other than RAP against the numpy reference (tests/python/lrp_reference.py): an
+    # input conv, a hidden conv whose output stays signed (no Relu) so the next dense layer
+    # has both sign paths, MaxPool, and two dense layers. Its own generator: adding it changes
+    # no other file.
+    save(tiny_lrp(), "tiny_lrp.onnx")
+    g = np.random.default_rng(11)
+    np.save(os.path.join(OUT, "tiny_lrp_input.npy"), g.standard_normal((3, 1, 6, 6)).astype(np.float32))
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -171,6 +179,25 @@ def main():
     for f in sorted(os.listdir(light_src)):
         if f.endswith(".onnx"):
             shutil.copy(os.path.join(light_src, f), os.path.join(light, f))
+
+
+def tiny_lrp():
+    g = np.random.default_rng(5)
+    w = lambda name, *shape: numpy_helper.from_array((g.standard_normal(shape) * 0.5).astype(np.float32), name)
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "c1w", "c1b"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["r1"], name="relu1"),
+        n("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Conv", ["p1", "c2w", "c2b"], ["c2"], name="conv2_signed", pads=[1, 1, 1, 1]),
+        n("Flatten", ["c2"], ["f"], name="flatten"),
+        n("Gemm", ["f", "f1w", "f1b"], ["h"], name="fc1", transB=1),
+        n("Relu", ["h"], ["a"], name="relu2"),
+        n("Gemm", ["a", "f2w", "f2b"], ["logits"], name="fc2", transB=1),
+    ]
+    inits = [w("c1w", 3, 1, 3, 3), w("c1b", 3), w("c2w", 4, 3, 3, 3), w("c2b", 4),
+             w("f1w", 5, 36), w("f1b", 5), w("f2w", 3, 5), w("f2b", 3)]
+    return model(nodes, inits, [vi("x", "N", 1, 6, 6)], [vi("logits", "N", 3)], name="tiny_lrp")
 
 
 def tiny_cnn_copy(m):

@@ -28,8 +28,17 @@ struct Cli {
 enum MethodArg {
     /// Relative Attributing Propagation (Nam et al., AAAI 2020), as the official code computes it
     Rap,
-    /// LRP alpha1-beta0 (z+ rule), the baseline of the official code
+    /// LRP alpha1-beta0, the baseline of the official code (each sign path normalised alone)
     Lrp,
+    /// LRP-epsilon (bias included, --epsilon), z^B at the input layer
+    LrpEps,
+    /// LRP alpha2-beta1, z^B at the input layer
+    #[value(name = "lrp-a2b1")]
+    LrpA2B1,
+    /// LRP z+ (positive contributions normalised jointly), z^B at the input layer
+    LrpZplus,
+    /// Gradient x input (plain gradient of the target logit, times the input)
+    Gradxinput,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -73,6 +82,9 @@ enum Command {
         /// Propagation rules
         #[arg(long, value_enum, default_value = "rap")]
         method: MethodArg,
+        /// Stabiliser of --method lrp-eps
+        #[arg(long, default_value_t = onnx_rap::rules::DEFAULT_EPSILON)]
+        epsilon: f32,
         /// Image size H,W the model takes [default: metadata, else the input shape]
         #[arg(long, value_name = "H,W", value_parser = parse_size)]
         size: Option<(u32, u32)>,
@@ -126,6 +138,9 @@ enum Command {
         /// Propagation rules to compile
         #[arg(long, value_enum, default_value = "rap")]
         method: MethodArg,
+        /// Stabiliser of --method lrp-eps
+        #[arg(long, default_value_t = onnx_rap::rules::DEFAULT_EPSILON)]
+        epsilon: f32,
         /// The graph input to explain, when the model has several
         #[arg(long, value_name = "NAME")]
         input: Option<String>,
@@ -242,6 +257,10 @@ fn method(m: MethodArg) -> Method {
     match m {
         MethodArg::Rap => Method::Rap,
         MethodArg::Lrp => Method::Lrp,
+        MethodArg::LrpEps => Method::LrpEps,
+        MethodArg::LrpA2B1 => Method::LrpA2B1,
+        MethodArg::LrpZplus => Method::LrpZPlus,
+        MethodArg::Gradxinput => Method::GradInput,
     }
 }
 
@@ -281,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             blend,
             method: m,
+            epsilon,
             size,
             mean,
             std,
@@ -307,6 +327,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 compile: Options {
                     method: method(m),
+                    epsilon,
                     bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
                     ..Options::default()
                 },
@@ -375,6 +396,7 @@ fn run(cli: Cli) -> Result<()> {
             target_input,
             input_bounds,
             method: method_arg,
+            epsilon,
             input,
             explain_output,
             external_data_above,
@@ -383,6 +405,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let opts = Options {
                 method: method(method_arg),
+                epsilon,
                 target_input,
                 colormap,
                 bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),

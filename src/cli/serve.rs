@@ -148,7 +148,7 @@ pub fn model_files(model_path: &Path, opts: &Options) -> Result<(Vec<u8>, Vec<u8
         "mean": pp.mean,
         "std": pp.std,
         "labels": labels,
-        "method": format!("{:?}", opts.method).to_lowercase(),
+        "method": opts.method.name(),
     });
     let onnx = crate::onnx::encode(&ir::export(&compiled)?);
     let config = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?;

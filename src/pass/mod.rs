@@ -29,6 +29,8 @@ pub const HEATMAP_RGB: &str = "heatmap_rgb";
 #[derive(Clone, Debug)]
 pub struct Options {
     pub method: Method,
+    /// LRP-epsilon's stabiliser (`--method lrp-eps`).
+    pub epsilon: f32,
     /// Add an int64 `[N]` input `rap_target` choosing the class (a negative value: the
     /// argmax); otherwise the argmax.
     pub target_input: bool,
@@ -47,6 +49,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             method: Method::Rap,
+            epsilon: crate::rules::DEFAULT_EPSILON,
             target_input: false,
             colormap: false,
             bounds: Bounds::PerSample,
@@ -148,7 +151,7 @@ pub fn compile_with_facts(
     e.set_prefix("rap.seed".into());
     let argmax = e.op(
         "ArgMax",
-        "argmax",
+        if opts.target_input { "argmax" } else { "target" },
         &[&roles.logits],
         vec![make_int("axis", 1), make_int("keepdims", 0)],
     )?;
@@ -165,9 +168,10 @@ pub fn compile_with_facts(
     let col = e.reshape(&target, &[-1, 1], "target.col")?;
     let hot = e.op("Equal", "onehot.eq", &[&col, &range], vec![])?;
     let hot = e.op("Cast", "onehot", &[&hot], vec![make_int("to", 1)])?;
-    let seed = match opts.method {
-        Method::Rap => hot,
-        Method::Lrp => e.mul(&roles.logits, &hot, "logit_onehot")?,
+    let seed = if opts.method.seeds_with_logit() {
+        e.mul(&roles.logits, &hot, "logit_onehot")?
+    } else {
+        hot
     };
 
     let mut rel: HashMap<String, String> = HashMap::from([(roles.logits.clone(), seed)]);
@@ -199,6 +203,7 @@ pub fn compile_with_facts(
             facts,
             signs: &signs,
             method: opts.method,
+            epsilon: opts.epsilon,
             role,
             target: &target,
             bounds: opts.bounds,

@@ -1,5 +1,5 @@
 //! Element-wise activations and the ops that pass values through unchanged: relevance passes
-//! unchanged (RAP_SPEC.md 3.4). Softmax at the output is skipped (the logits are explained).
+//! unchanged (RAP_SPEC.md 3.4); gradients are masked by the derivative. Softmax at the output is skipped (the logits are explained).
 
 use std::collections::HashMap;
 
@@ -16,7 +16,8 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("LogSoftmax", &OutputSoftmax);
 }
 
-/// Relu: identity for relevance; its output is non-negative.
+/// Relu: identity for relevance; its output is non-negative. The gradient is masked by
+/// `[y > 0]` (`[y != 0]` on the output).
 struct Relu;
 
 impl Rule for Relu {
@@ -25,11 +26,17 @@ impl Rule for Relu {
     }
     fn backward(
         &self,
-        _: &mut Cx,
+        cx: &mut Cx,
         node: &NodeProto,
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
-        Ok(first_only(rel0(node, rel)?.to_string(), node.input.len()))
+        let r = rel0(node, rel)?.to_string();
+        if cx.method.is_gradient() {
+            let m = cx.e.nonzero(&node.output[0])?;
+            let g = cx.e.mul(&r, &m, "grad")?;
+            return Ok(first_only(g, node.input.len()));
+        }
+        Ok(first_only(r, node.input.len()))
     }
 }
 

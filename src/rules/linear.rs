@@ -271,8 +271,12 @@ impl Rule for LinearRule {
         let lin = parse(cx, node)?;
         let x = input(node, 0)?.to_string();
         let rin = match (cx.role, cx.method) {
+            (_, Method::GradInput) => gradient(cx, &lin, &x, &r)?,
             (Role::Input, m) => z_bounded(cx, &lin, &x, &r, m)?,
             (Role::Output, Method::Rap) if lin.conv.is_none() => first_step(cx, &lin, &x)?,
+            (_, Method::LrpEps) => epsilon(cx, &lin, &x, &r)?,
+            (_, Method::LrpA2B1) => alpha_beta(cx, &lin, &x, &r, 2.0, 1.0)?,
+            (_, Method::LrpZPlus) => alpha_beta(cx, &lin, &x, &r, 1.0, 0.0)?,
             (_, m) => hidden(cx, &lin, &x, &r, m)?,
         };
         Ok(super::first_only(rin, node.input.len()))
@@ -302,6 +306,104 @@ fn sign_paths(cx: &mut Cx, x: &str) -> Result<Vec<(String, &'static str)>> {
     })
 }
 
+/// Gradient x input: the gradient goes back through the transpose; the input layer multiplies
+/// it by its input.
+fn gradient(cx: &mut Cx, lin: &Lin, x: &str, g: &str) -> Result<String> {
+    let back = lin.ft(cx, g, &lin.w, "grad")?;
+    if cx.role == Role::Input {
+        cx.e.mul(x, &back, "in")
+    } else {
+        Ok(back)
+    }
+}
+
+/// LRP-epsilon: `R_in = x * Ft(R / (z + eps sign(z)); W)`, `z` the layer output with its bias,
+/// `sign(0) = 1`. With eps = 0 it is LRP-0 with RAP's safe division.
+fn epsilon(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
+    let z = lin.y.clone();
+    let s = if cx.epsilon == 0.0 {
+        cx.e.sd(r, &z, "s")?
+    } else {
+        // sign(z) + [z == 0]: +1 or -1, never 0.
+        let sg = cx.e.op("Sign", "z.sign", &[&z], vec![])?;
+        let nz = cx.e.op("Abs", "z.nonzero", &[&sg], vec![])?;
+        let one = cx.e.scalar(1.0);
+        let zero = cx.e.sub(&one, &nz, "z.zero")?;
+        let sg = cx.e.add(&sg, &zero, "z.sign1")?;
+        let eps = cx.e.scalar(cx.epsilon);
+        let shift = cx.e.mul(&sg, &eps, "z.eps")?;
+        let den = cx.e.add(&z, &shift, "z.stable")?;
+        cx.e.div(r, &den, "s")?
+    };
+    let back = lin.ft(cx, &s, &lin.w, "back")?;
+    cx.e.mul(x, &back, "in")
+}
+
+/// LRP alpha-beta (beta = 0: z+): positive contributions `x+ W+`, `|x-| |W-|` share
+/// `alpha R` in proportion, negative ones `x+ |W-|`, `|x-| W+` take `-beta R`; each sum is
+/// normalised jointly over both sign paths, biases are left out (as the reference does).
+fn alpha_beta(cx: &mut Cx, lin: &Lin, x: &str, r: &str, alpha: f32, beta: f32) -> Result<String> {
+    let pos = cx.e.relu(&lin.w, "w.pos")?;
+    let neg = cx.e.relu_neg(&lin.w, "w.neg")?;
+    let stack = if beta != 0.0 && lin.stackable() {
+        Some(cx.e.concat(&[&pos, &neg], 0, "w.stack")?)
+    } else {
+        None
+    };
+    let w = Parts { pos, neg, stack };
+    let paths = sign_paths(cx, x)?;
+    let mut zp: Option<String> = None;
+    let mut zn: Option<String> = None;
+    let acc = |cx: &mut Cx, t: Option<String>, v: String, part: &str| -> Result<Option<String>> {
+        Ok(Some(match t {
+            None => v,
+            Some(t) => cx.e.add(&t, &v, part)?,
+        }))
+    };
+    for (v, tag) in &paths {
+        let xpos = *tag == "xpos";
+        if beta != 0.0 {
+            let (a, b) = lin.f_pair(cx, v, &w, &format!("{tag}.z"))?;
+            let (p, n) = if xpos { (a, b) } else { (b, a) };
+            zp = acc(cx, zp, p, "zp")?;
+            zn = acc(cx, zn, n, "zn")?;
+        } else {
+            let wk = if xpos { &w.pos } else { &w.neg };
+            let p = lin.f(cx, v, wk, &format!("{tag}.zp"))?;
+            zp = acc(cx, zp, p, "zp")?;
+        }
+    }
+    let mut sp = cx.e.sd(r, &zp.expect("a sign path"), "sp")?;
+    if alpha != 1.0 {
+        let a = cx.e.scalar(alpha);
+        sp = cx.e.mul(&sp, &a, "sp.alpha")?;
+    }
+    let sn = match zn {
+        Some(zn) => {
+            let q = cx.e.sd(r, &zn, "sn")?;
+            let b = cx.e.scalar(-beta);
+            Some(cx.e.mul(&q, &b, "sn.beta")?)
+        }
+        None => None,
+    };
+    let mut total: Option<String> = None;
+    for (v, tag) in &paths {
+        let xpos = *tag == "xpos";
+        let back = match &sn {
+            // W+ carries the positive share on the x+ path and the negative one on |x-|.
+            Some(sn) if xpos => lin.ft_sum(cx, &sp, sn, &w, &format!("{tag}.back"))?,
+            Some(sn) => lin.ft_sum(cx, sn, &sp, &w, &format!("{tag}.back"))?,
+            None => {
+                let wk = if xpos { &w.pos } else { &w.neg };
+                lin.ft(cx, &sp, wk, &format!("{tag}.back"))?
+            }
+        };
+        let c = cx.e.mul(v, &back, &format!("{tag}.c"))?;
+        total = acc(cx, total, c, "paths")?;
+    }
+    Ok(total.expect("a sign path"))
+}
+
 /// RAP 3.2 (relative rule, with the FC / Conv variants of T4) and LRP's z+ rule.
 fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
     let w = weight_parts(cx, lin)?;
@@ -329,8 +431,9 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
                 shift(cx, &c, r, lin.rank, rank_out, tag)?
             }
-            Method::Lrp => {
-                // x+ with W+, and |x-| with |W-|: both are positive contributions.
+            _ => {
+                // The reference's alpha1-beta0: x+ with W+, and |x-| with |W-| (both positive
+                // contributions), each path normalised on its own.
                 let wk = if tag == "xpos" { &w.pos } else { &w.neg };
                 let z = lin.f(cx, &v, wk, &format!("{tag}.z"))?;
                 let s = cx.e.sd(r, &z, &format!("{tag}.s"))?;
@@ -524,7 +627,8 @@ fn z_bounded(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result
     let z = cx.e.add(&z0, &hfn, "z")?;
     let s = match method {
         Method::Rap => cx.e.sd(r, &z, "s")?,
-        Method::Lrp => {
+        // Every LRP variant: the reference LRP's `R / (Z + 1e-9)`.
+        _ => {
             let eps = cx.e.scalar(1e-9);
             let ze = cx.e.add(&z, &eps, "z.eps")?;
             cx.e.div(r, &ze, "s")?

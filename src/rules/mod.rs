@@ -27,7 +27,63 @@ pub enum Method {
     Rap,
     /// The LRP alpha1-beta0 baseline of the reference code (RAP_SPEC.md section 4).
     Lrp,
+    /// LRP-epsilon: `R_in = x * Ft(R / (z + eps sign(z)); W)` with `z` the layer output
+    /// (bias included) at every linear layer but the input one (z^B).
+    LrpEps,
+    /// LRP alpha2-beta1 with positive and negative contributions each normalised jointly;
+    /// z^B at the input layer.
+    LrpA2B1,
+    /// LRP z+ (alpha1-beta0 with joint normalisation of the positive contributions); z^B at
+    /// the input layer.
+    LrpZPlus,
+    /// Gradient x input: the gradient of the target logit, times the input.
+    GradInput,
 }
+
+impl Method {
+    /// Every method, in the order tables list them.
+    pub const ALL: [Method; 6] = [
+        Method::Rap,
+        Method::Lrp,
+        Method::LrpEps,
+        Method::LrpA2B1,
+        Method::LrpZPlus,
+        Method::GradInput,
+    ];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Rap => "rap",
+            Method::Lrp => "lrp",
+            Method::LrpEps => "lrp-eps",
+            Method::LrpA2B1 => "lrp-a2b1",
+            Method::LrpZPlus => "lrp-zplus",
+            Method::GradInput => "gradxinput",
+        }
+    }
+
+    /// The method of a command-line name.
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// True for gradient x input: rules propagate gradients, not relevance.
+    pub fn is_gradient(self) -> bool {
+        self == Method::GradInput
+    }
+
+    /// True where the seed is the target logit (LRP's `y * T`) rather than a one-hot.
+    pub fn seeds_with_logit(self) -> bool {
+        matches!(
+            self,
+            Method::Lrp | Method::LrpEps | Method::LrpA2B1 | Method::LrpZPlus
+        )
+    }
+}
+
+/// The LRP-epsilon stabiliser when none is given (Bach et al. 2015 used 0.01).
+pub const DEFAULT_EPSILON: f32 = 0.01;
 
 /// Where a node sits, which decides the rule variant of linear layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +162,8 @@ pub struct Cx<'a, 'g> {
     pub facts: &'a Facts,
     pub signs: &'a Signs,
     pub method: Method,
+    /// LRP-epsilon's stabiliser.
+    pub epsilon: f32,
     pub role: Role,
     /// int64 `[N]` tensor: the class explained per sample.
     pub target: &'a str,

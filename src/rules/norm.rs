@@ -1,7 +1,8 @@
 //! BatchNormalization (inference): RAP_SPEC.md 3.6. The reference arithmetic reduces to
 //! `R * [X * w != 0]` with `w = gamma / sqrt(var^2 + eps)` (the reference squares the
 //! variance); the mask is what is left of it. LRP's `X * (R / (X w + 1e-9)) * w` equals the
-//! same mask up to ~1e-9, so both methods use it.
+//! same mask up to ~1e-9, so every LRP variant uses it. Gradients are scaled by the op's own
+//! derivative `gamma / sqrt(var + eps)`.
 
 use std::collections::HashMap;
 
@@ -29,6 +30,19 @@ impl Rule for BatchNorm {
         let var = input(node, 4)?;
         let rank = cx.sample_dims(node, x)?.len() + 1;
         let eps = attr::float(node, "epsilon")?.unwrap_or(1e-5);
+        let shape: Vec<i64> = std::iter::once(-1)
+            .chain(std::iter::repeat_n(1, rank - 2))
+            .collect();
+        if cx.method.is_gradient() {
+            // The op's own derivative: gamma / sqrt(var + eps), per channel.
+            let e = cx.e.scalar(eps);
+            let ve = cx.e.add(var, &e, "var_eps")?;
+            let sq = cx.e.op("Sqrt", "std", &[&ve], vec![])?;
+            let w = cx.e.div(gamma, &sq, "w")?;
+            let w = cx.e.reshape(&w, &shape, "w.col")?;
+            let g = cx.e.mul(&r, &w, "grad")?;
+            return Ok(first_only(g, node.input.len()));
+        }
         // With every w_c != 0 (known from the constants), [X w != 0] is [X != 0]: no
         // per-channel product on the activation.
         if cx.tuning.sign_masks {
@@ -49,9 +63,6 @@ impl Rule for BatchNorm {
         let v2e = cx.e.add(&v2, &e, "var2_eps")?;
         let sq = cx.e.op("Sqrt", "std", &[&v2e], vec![])?;
         let w = cx.e.div(gamma, &sq, "w")?;
-        let shape: Vec<i64> = std::iter::once(-1)
-            .chain(std::iter::repeat_n(1, rank - 2))
-            .collect();
         let w = cx.e.reshape(&w, &shape, "w.col")?;
         let xw = cx.e.mul(x, &w, "xw")?;
         let mask = cx.e.nonzero(&xw)?;

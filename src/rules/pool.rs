@@ -1,5 +1,5 @@
 //! MaxPool, AveragePool, GlobalAveragePool: the plain z-rule through the pool's gradient
-//! (RAP_SPEC.md 3.5): `R_in = X * G^T sd(R, Y)`.
+//! (RAP_SPEC.md 3.5): `R_in = X * G^T sd(R, Y)`; gradients go through `G^T` alone.
 //!
 //! tract has no MaxUnpool, so the gradient of MaxPool is built from convolutions: a Conv with
 //! one-hot kernels lays every window out on its own channel, `Equal` against the pooled value
@@ -53,7 +53,7 @@ fn with_batch(rest: &[i64], second: i64) -> Vec<i64> {
 }
 
 /// `X * G^T s`: add the per-window values `s` (`[N*C, K, out...]`) back onto the input grid
-/// with a ConvTranspose on `kernel`, then weight by the input.
+/// with a ConvTranspose on `kernel`, then weight by the input (not for gradients: `G^T s`).
 fn unpool(cx: &mut Cx, x: &str, s: &str, kernel: &str, win: &Window, c: i64) -> Result<String> {
     let back = cx.e.op(
         "ConvTranspose",
@@ -63,7 +63,19 @@ fn unpool(cx: &mut Cx, x: &str, s: &str, kernel: &str, win: &Window, c: i64) -> 
     )?;
     let back =
         cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
+    if cx.method.is_gradient() {
+        return Ok(back);
+    }
     cx.e.mul(x, &back, "in")
+}
+
+/// The z-rule's `sd(R, Y)`, or the gradient itself.
+fn per_output(cx: &mut Cx, r: &str, y: &str) -> Result<String> {
+    if cx.method.is_gradient() {
+        Ok(r.to_string())
+    } else {
+        cx.e.sd(r, y, "s")
+    }
 }
 
 impl Rule for MaxPool {
@@ -116,7 +128,7 @@ impl Rule for MaxPool {
         )?;
         let none_before = cx.e.is_zero(&before, "first")?;
         let first = cx.e.mul(&eq, &none_before, "argmax")?;
-        let s = cx.e.sd(&r, &y, "s")?;
+        let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let g = cx.e.mul(&first, &sr, "s.at_argmax")?;
         let out = unpool(cx, &x, &g, &onehot, &win, c)?;
@@ -171,7 +183,7 @@ impl Rule for AvgPool {
             ];
             cx.e.op("Conv", "count", &[&ones, &ones_k], a)?
         };
-        let s = cx.e.sd(&r, &y, "s")?;
+        let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let q = cx.e.div(&sr, &count, "s.mean")?;
         let out = unpool(cx, &x, &q, &ones_k, &win, c)?;
@@ -194,10 +206,18 @@ impl Rule for GlobalAvgPool {
         let y = node.output[0].clone();
         let (_, sp, _) = dims(cx, node)?;
         let area: i64 = sp.iter().product();
-        let s = cx.e.sd(&r, &y, "s")?;
+        let s = per_output(cx, &r, &y)?;
         let a = cx.e.scalar(area as f32);
         let q = cx.e.div(&s, &a, "s.mean")?;
-        let out = cx.e.mul(&x, &q, "in")?;
+        let out = if cx.method.is_gradient() {
+            // Every input of the window gets the mean's gradient (a constant-shape
+            // broadcast, so no shape is computed at run time).
+            let xd = cx.sample_dims(node, &x)?;
+            let ones = cx.e.ones(&[vec![1], xd].concat(), "grad.ones")?;
+            cx.e.mul(&q, &ones, "grad")?
+        } else {
+            cx.e.mul(&x, &q, "in")?
+        };
         Ok(first_only(out, node.input.len()))
     }
 }

@@ -1,6 +1,6 @@
 //! Ops that combine or reshape tensors: Add (the residual z-rule, RAP_SPEC.md 3.8), Concat
 //! (z-rule per piece), and Flatten / Reshape / Squeeze / Unsqueeze (relevance is reshaped back,
-//! 3.7).
+//! 3.7). Gradients: Add copies, Concat splits.
 
 use std::collections::HashMap;
 
@@ -48,6 +48,11 @@ impl Rule for Add {
                 ));
             }
         }
+        if cx.method.is_gradient() {
+            // Both summands get the whole gradient.
+            let out = |l: bool| l.then(|| r.clone());
+            return Ok(vec![out(live[0]), out(live[1])]);
+        }
         match (live[0], live[1]) {
             // Residual join: z-rule on the recomputed sum, each summand gets its share.
             (true, true) => {
@@ -90,7 +95,9 @@ impl Rule for Concat {
         let pieces = cx.e.split(&r, axis, &sizes, "pieces")?;
         let mut out = Vec::new();
         for (t, piece) in node.input.iter().zip(pieces) {
-            if cx.dynamic.contains(t) {
+            if cx.dynamic.contains(t) && cx.method.is_gradient() {
+                out.push(Some(piece));
+            } else if cx.dynamic.contains(t) {
                 let m = cx.e.nonzero(t)?;
                 out.push(Some(cx.e.mul(&piece, &m, "in")?));
             } else {
