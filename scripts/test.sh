@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
 # Install what the tests need and run them all:
-#   - a local Python venv (.venv) with onnx, onnxruntime and numpy: onnxruntime is the second
-#     runtime the tests run model_rap.onnx in, and the ONNX schema check reads onnx's descriptor;
+#   - a local Python venv (.venv) with onnx, onnxruntime, numpy and pillow: onnxruntime is the
+#     second runtime the tests run model_rap.onnx in, the ONNX schema check reads onnx's
+#     descriptor, the Python example reads images with pillow;
+#   - the browser page (web/): its npm packages (onnxruntime-web, esbuild, playwright-core), its
+#     build in web/dist, and Debian's chromium for the headless end-to-end test;
 #   - cargo fmt --check, cargo clippy -D warnings, then cargo test --release.
-# usage: scripts/test.sh            (from anywhere; needs python3 >= 3.9 and a Rust toolchain)
+# usage: scripts/test.sh   (from anywhere; needs python3 >= 3.9, node + npm, a Rust toolchain,
+#                           and root or an installed /usr/bin/chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
-  echo "== creating .venv with onnx, onnxruntime, numpy"
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
+echo "== .venv: tests/python/requirements.txt"
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 export ONNX_RAP_PYTHON="$PWD/.venv/bin/python"
+
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  echo "== installing Debian's chromium for the browser test"
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+export CHROMIUM
+echo "== the browser page: npm ci and build (web/dist)"
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd web && npm run build --silent)
 
 echo "== proto/onnx.proto field numbers against the onnx package's schema"
 .venv/bin/python tests/python/check_proto.py proto/onnx.proto
