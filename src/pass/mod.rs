@@ -151,7 +151,11 @@ pub fn compile_with_facts(
     e.set_prefix("rap.seed".into());
     let argmax = e.op(
         "ArgMax",
-        if opts.target_input { "argmax" } else { "target" },
+        if opts.target_input {
+            "argmax"
+        } else {
+            "target"
+        },
         &[&roles.logits],
         vec![make_int("axis", 1), make_int("keepdims", 0)],
     )?;
