@@ -306,6 +306,7 @@ def export_onnx(model, path):
         "onnx_rap.labels": json.dumps(LABELS),
         "onnx_rap.preprocess": json.dumps(preprocess),
         "onnx_rap.dataset": DATASET_NOTE,
+        "onnx_rap.benchmark": "data/digits_test.npz",
     })
     onnx.checker.check_model(proto, full_check=True)
     ops = [n.op_type for n in proto.graph.node]

@@ -172,6 +172,20 @@ def main():
     g = np.random.default_rng(11)
     np.save(os.path.join(OUT, "tiny_lrp_input.npy"), g.standard_normal((3, 1, 6, 6)).astype(np.float32))
 
+    # A digit-sized classifier whose logits do not depend on the image (zero conv weights):
+    # every perturbation leaves its logits alone, so its AOPC must be 0.
+    g = np.random.default_rng(13)
+    save(model([n("Conv", ["x", "zw", "zb"], ["c"], name="conv_zero"),
+                n("Relu", ["c"], ["r"], name="relu"),
+                n("GlobalAveragePool", ["r"], ["g"], name="gap"),
+                n("Flatten", ["g"], ["f"], name="flatten"),
+                n("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1)],
+               [numpy_helper.from_array(np.zeros((2, 1, 1, 1), np.float32), "zw"),
+                numpy_helper.from_array(np.array([0.5, 0.2], np.float32), "zb"),
+                numpy_helper.from_array(g.standard_normal((10, 2)).astype(np.float32), "fw"),
+                numpy_helper.from_array(g.standard_normal(10).astype(np.float32), "fb")],
+               [vi("x", "N", 1, 64, 64)], [vi("logits", "N", 10)]), "ignores_input.onnx")
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod fold;
 pub mod heatmap;
 pub mod image;
+pub mod metrics;
 pub mod pass;
+pub mod plot;
 pub mod rules;
 pub mod runtime;

@@ -187,6 +187,54 @@ enum Command {
         #[arg(long, value_enum, default_value = "rap")]
         method: MethodArg,
     },
+    /// Score every method on a benchmark: localisation and faithfulness (docs/EVALUATION.md)
+    ///
+    /// Explains the true class of every benchmark image with each method, then reports the
+    /// outside-inside relevance ratio (positive relevance, lower is better), the pointing game,
+    /// segmentation IoU / mIoU / pixel accuracy (map min-max normalised, thresholded at its
+    /// mean), and region perturbation (AOPC): PATCH x PATCH patches replaced by fixed-seed
+    /// uniform noise, most relevant first (MoRF, higher is better) and least relevant first
+    /// (LeRF, lower is better). Writes curves.csv and curves.png to --out.
+    ///
+    /// Example: onnx-rap eval models/digits_vgg.onnx --methods rap,lrp,gradxinput --limit 100
+    Eval {
+        /// The model (.onnx)
+        model: PathBuf,
+        /// Benchmark .npz (images uint8 [N,H,W(,3)], labels, boxes [N,4] as x0,y0,x1,y1,
+        /// masks) [default: the model's onnx_rap.benchmark metadata]
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Methods to compare, comma-separated [default: all]
+        #[arg(long, value_enum, value_delimiter = ',')]
+        methods: Vec<MethodArg>,
+        /// Stabiliser of lrp-eps
+        #[arg(long, default_value_t = onnx_rap::rules::DEFAULT_EPSILON)]
+        epsilon: f32,
+        /// Evaluate only the first N images
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Patch size of region perturbation (pixels)
+        #[arg(long, default_value_t = 4)]
+        patch: usize,
+        /// Perturbation steps (one patch each)
+        #[arg(long, default_value_t = 48)]
+        steps: usize,
+        /// Seed of the noise generator (SplitMix64, started at seed + image index)
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Images explained per batch
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Output folder for curves.csv and curves.png
+        #[arg(short, long, default_value = "eval_out")]
+        out: PathBuf,
+        /// Also write every heatmap and perturbation curve (.npy) to this folder
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Time the forward pass against the explanation (forward + relevance) in tract
     ///
     /// In one process: compile in memory, warm up, then K interleaved runs of the original
@@ -378,6 +426,58 @@ fn run(cli: Cli) -> Result<()> {
             println!("serving {} at {url} (Ctrl-C to stop)", model.display());
             std::io::Write::flush(&mut std::io::stdout()).ok();
             cli::serve::serve(site, listener)?;
+        }
+        Command::Eval {
+            model,
+            data,
+            methods,
+            epsilon,
+            limit,
+            patch,
+            steps,
+            seed,
+            batch,
+            out,
+            dump,
+            json,
+        } => {
+            let methods: Vec<Method> = if methods.is_empty() {
+                Method::ALL.to_vec()
+            } else {
+                methods.into_iter().map(method).collect()
+            };
+            let args = cli::eval::Args {
+                model,
+                data,
+                methods,
+                epsilon,
+                limit,
+                patch,
+                steps,
+                seed,
+                batch,
+                out,
+                dump,
+            };
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let r = cli::eval::run(&args, progress)?;
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                println!(
+                    "{}: {} images of {}, patches {}x{} ({} steps of {} patches), seed {}\n",
+                    r.model, r.images, r.data, r.patch, r.patch, r.steps, r.patches, r.seed
+                );
+                print!("{}", r.table());
+                eprintln!(
+                    "wrote {}",
+                    r.files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         Command::Inspect { model, json } => {
             let r = cli::inspect::report(&model)?;

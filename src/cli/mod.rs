@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compile;
+pub mod eval;
 pub mod explain;
 pub mod inspect;
 pub mod serve;

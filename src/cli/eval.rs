@@ -1,0 +1,635 @@
+//! `onnx-rap eval MODEL`: every method the compiler knows, scored on a benchmark with object
+//! boxes and masks by the metrics of `crate::metrics` (protocol: docs/EVALUATION.md).
+//!
+//! Per method: compile in memory with `rap_target` (the true class is explained), run the
+//! heatmaps in batches with tract, score each map, then perturb patches most-relevant-first
+//! and least-relevant-first with fixed-seed noise and run the original model on every step.
+
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
+use ndarray_npy::{NpzReader, ReadableElement, WriteNpyExt};
+use serde_json::{json, Value as Json};
+
+use super::explain::{image_preprocess, metadata};
+use crate::analysis::{find_roles, infer_facts};
+use crate::bad_input;
+use crate::error::{Error, Result};
+use crate::image::{Layout, PartialPreprocess, Preprocess};
+use crate::ir;
+use crate::metrics::{self, BoxPx};
+use crate::pass::{compile_with_facts, Options, HEATMAP};
+use crate::plot;
+use crate::rules::Method;
+use crate::runtime::{Plan, Value};
+
+/// Metadata key: the model's benchmark file, relative to the model file.
+pub const META_BENCHMARK: &str = "onnx_rap.benchmark";
+
+/// What to evaluate and how.
+pub struct Args {
+    pub model: PathBuf,
+    /// The benchmark (.npz); default: the model's `onnx_rap.benchmark` metadata.
+    pub data: Option<PathBuf>,
+    pub methods: Vec<Method>,
+    pub epsilon: f32,
+    /// Evaluate the first N images only.
+    pub limit: Option<usize>,
+    pub patch: usize,
+    pub steps: usize,
+    pub seed: u64,
+    pub batch: usize,
+    /// Where the curves go (CSV and PNG).
+    pub out: PathBuf,
+    /// Write every heatmap and perturbation curve here (.npy) for an independent check.
+    pub dump: Option<PathBuf>,
+}
+
+/// The benchmark: 8-bit images with their class, object box and object mask.
+pub struct Benchmark {
+    pub path: PathBuf,
+    /// `[N, H, W]` (gray) or `[N, H, W, 3]`.
+    pub images: ArrayD<u8>,
+    pub labels: Vec<i64>,
+    pub boxes: Vec<BoxPx>,
+    pub masks: Array3<bool>,
+}
+
+impl Benchmark {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+fn read_entry<T: ReadableElement, R: Read + Seek>(
+    npz: &mut NpzReader<R>,
+    path: &Path,
+    name: &str,
+) -> Result<ArrayD<T>> {
+    npz.by_name(&format!("{name}.npy"))
+        .or_else(|_| npz.by_name(name))
+        .map_err(|e| {
+            bad_input!(
+                "{}: no readable array '{name}' ({e}); a benchmark holds images (uint8), \
+                 labels (int64), boxes (int64 [N,4]) and masks (uint8 or bool)",
+                path.display()
+            )
+        })
+}
+
+/// Read a benchmark .npz and check that its arrays agree.
+pub fn load_benchmark(path: &Path) -> Result<Benchmark> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| bad_input!("{}: cannot open the benchmark: {e}", path.display()))?;
+    let mut npz = NpzReader::new(file)
+        .map_err(|e| bad_input!("{}: not a readable .npz file: {e}", path.display()))?;
+    let images: ArrayD<u8> = read_entry(&mut npz, path, "images")?;
+    let labels: ArrayD<i64> = read_entry(&mut npz, path, "labels")?;
+    let boxes: ArrayD<i64> = read_entry(&mut npz, path, "boxes")?;
+    let masks: ArrayD<u8> = match read_entry::<u8, _>(&mut npz, path, "masks") {
+        Ok(m) => m,
+        Err(_) => read_entry::<bool, _>(&mut npz, path, "masks")?.mapv(u8::from),
+    };
+    let n = labels.len();
+    let bad = |what: String| bad_input!("{}: {what}", path.display());
+    if images.ndim() < 3 || images.shape()[0] != n {
+        return Err(bad(format!(
+            "images have shape {:?}; expected [{n}, H, W] or [{n}, H, W, 3]",
+            images.shape()
+        )));
+    }
+    let (h, w) = (images.shape()[1], images.shape()[2]);
+    if boxes.shape() != [n, 4] {
+        return Err(bad(format!(
+            "boxes have shape {:?}; expected [{n}, 4]",
+            boxes.shape()
+        )));
+    }
+    if masks.shape() != [n, h, w] {
+        return Err(bad(format!(
+            "masks have shape {:?}; expected [{n}, {h}, {w}]",
+            masks.shape()
+        )));
+    }
+    let mut bx = Vec::with_capacity(n);
+    for (i, b) in boxes.outer_iter().enumerate() {
+        let v: Vec<i64> = b.iter().copied().collect();
+        let ok = v[0] >= 0 && v[1] >= 0 && v[0] < v[2] && v[1] < v[3];
+        if !ok || v[2] as usize > w || v[3] as usize > h {
+            return Err(bad(format!(
+                "box {i} is {v:?}; expected [x0, y0, x1, y1) inside the {w}x{h} image"
+            )));
+        }
+        bx.push(BoxPx {
+            x0: v[0] as usize,
+            y0: v[1] as usize,
+            x1: v[2] as usize,
+            y1: v[3] as usize,
+        });
+    }
+    let masks = masks
+        .mapv(|v| v != 0)
+        .into_dimensionality()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Benchmark {
+        path: path.to_path_buf(),
+        images,
+        labels: labels.iter().copied().collect(),
+        boxes: bx,
+        masks,
+    })
+}
+
+/// Scores of one method over the benchmark.
+#[derive(Clone, Debug)]
+pub struct Scores {
+    pub method: Method,
+    pub images: usize,
+    pub outside_inside: f64,
+    /// Images whose box holds no positive relevance (left out of the ratio's mean).
+    pub ratio_undefined: usize,
+    pub pointing: f64,
+    pub iou: f64,
+    pub miou: f64,
+    pub pixel_accuracy: f64,
+    pub aopc_morf: f64,
+    pub aopc_lerf: f64,
+    /// Mean over images of f(x^0) - f(x^k), k = 0..steps.
+    pub morf_curve: Vec<f64>,
+    pub lerf_curve: Vec<f64>,
+    pub ms_per_image: f64,
+}
+
+impl Scores {
+    pub fn to_json(&self) -> Json {
+        json!({
+            "method": self.method.name(),
+            "images": self.images,
+            "outside_inside": self.outside_inside,
+            "outside_inside_undefined": self.ratio_undefined,
+            "pointing": self.pointing,
+            "iou": self.iou,
+            "miou": self.miou,
+            "pixel_accuracy": self.pixel_accuracy,
+            "aopc_morf": self.aopc_morf,
+            "aopc_lerf": self.aopc_lerf,
+            "morf_curve": self.morf_curve,
+            "lerf_curve": self.lerf_curve,
+            "ms_per_image": self.ms_per_image,
+        })
+    }
+}
+
+/// The whole evaluation.
+pub struct Report {
+    pub model: String,
+    pub data: String,
+    pub images: usize,
+    pub patch: usize,
+    pub steps: usize,
+    pub patches: usize,
+    pub seed: u64,
+    pub scores: Vec<Scores>,
+    pub files: Vec<PathBuf>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> Json {
+        json!({
+            "model": self.model,
+            "data": self.data,
+            "images": self.images,
+            "patch": self.patch,
+            "steps": self.steps,
+            "patches": self.patches,
+            "seed": self.seed,
+            "methods": self.scores.iter().map(Scores::to_json).collect::<Vec<_>>(),
+            "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The table as Markdown (what docs/EVALUATION.md shows).
+    pub fn table(&self) -> String {
+        let mut s = String::from(
+            "| method | outside/inside ↓ | pointing ↑ | IoU ↑ | mIoU ↑ | pixel acc. ↑ | AOPC MoRF ↑ | AOPC LeRF ↓ | ms/image |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        for r in &self.scores {
+            let undefined = if r.ratio_undefined > 0 {
+                format!(" ({} undef.)", r.ratio_undefined)
+            } else {
+                String::new()
+            };
+            s += &format!(
+                "| {} | {:.3}{undefined} | {:.1}% | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |\n",
+                r.method.name(),
+                r.outside_inside,
+                100.0 * r.pointing,
+                r.iou,
+                r.miou,
+                r.pixel_accuracy,
+                r.aopc_morf,
+                r.aopc_lerf,
+                r.ms_per_image
+            );
+        }
+        s
+    }
+}
+
+/// What the model needs: its input name and preprocessing, its logits output.
+struct ModelInfo {
+    model: ir::Model,
+    facts: crate::analysis::Facts,
+    logits: String,
+    classes: usize,
+    pp: Preprocess,
+}
+
+fn model_info(path: &Path) -> Result<ModelInfo> {
+    let origin = path.display().to_string();
+    let model = super::load_model(path)?;
+    let facts = infer_facts(&ir::export(&model)?, &origin)?;
+    let roles = find_roles(&model.graph, &facts, None, None, &origin)?;
+    let sample: Vec<usize> = facts
+        .get(&roles.input)
+        .and_then(|f| f.sample_dims())
+        .ok_or_else(|| {
+            bad_input!(
+                "{origin}: the shape of input '{}' is not known",
+                roles.input
+            )
+        })?
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let pp = image_preprocess(&model, &sample, PartialPreprocess::default(), &origin)?
+        .ok_or_else(|| bad_input!("{origin}: the input is not an image; eval needs one"))?;
+    let logits = model
+        .graph
+        .outputs
+        .first()
+        .map(|o| o.name().to_string())
+        .unwrap_or_default();
+    Ok(ModelInfo {
+        classes: roles.classes as usize,
+        logits,
+        model,
+        facts,
+        pp,
+    })
+}
+
+/// The benchmark named by `--data`, else by the model's metadata (relative to the model).
+pub fn benchmark_path(model: &Path, m: &ir::Model, data: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = data {
+        return Ok(d.to_path_buf());
+    }
+    let rel = metadata(m, META_BENCHMARK).ok_or_else(|| {
+        bad_input!(
+            "{}: the model names no benchmark (metadata '{META_BENCHMARK}'); pass --data FILE.npz",
+            model.display()
+        )
+    })?;
+    Ok(model.parent().unwrap_or(Path::new(".")).join(rel))
+}
+
+/// Model input values from pixel values in [0, 1] (`[N, H, W, C]` order), as `explain`
+/// preprocesses: `(v - mean) / std` per channel, then the model's layout.
+fn to_input(pixels: &ArrayD<f32>, pp: &Preprocess) -> ArrayD<f32> {
+    let c = pp.channels;
+    let mut x = pixels.clone();
+    for (k, mut plane) in x.axis_iter_mut(Axis(3)).enumerate() {
+        let m = pick(&pp.mean, k, 0.0);
+        let s = pick(&pp.std, k, 1.0);
+        plane.mapv_inplace(|v| (v - m) / s);
+    }
+    debug_assert_eq!(x.shape()[3], c);
+    match pp.layout {
+        Layout::Nhwc => x,
+        Layout::Nchw => x
+            .permuted_axes(IxDyn(&[0, 3, 1, 2]))
+            .as_standard_layout()
+            .to_owned(),
+    }
+}
+
+fn pick(v: &[f32], k: usize, default: f32) -> f32 {
+    match v.len() {
+        0 => default,
+        1 => v[0],
+        _ => v.get(k).copied().unwrap_or(default),
+    }
+}
+
+/// Pixels of image `i` in [0, 1] as `[H, W, C]` (gray images: C = 1).
+fn pixels(b: &Benchmark, i: usize, channels: usize) -> Result<Array3<f32>> {
+    let img = b.images.index_axis(Axis(0), i);
+    let (h, w) = (img.shape()[0], img.shape()[1]);
+    let c_file = if img.ndim() == 3 { img.shape()[2] } else { 1 };
+    if c_file != channels {
+        return Err(bad_input!(
+            "{}: images have {c_file} channel(s) but the model expects {channels}",
+            b.path.display()
+        ));
+    }
+    let v: Vec<f32> = img.iter().map(|&p| p as f32 / 255.0).collect();
+    Array3::from_shape_vec((h, w, channels), v).map_err(|e| Error::Runtime(e.to_string()))
+}
+
+/// Run every method; `progress` shows a bar on stderr.
+pub fn run(args: &Args, progress: bool) -> Result<Report> {
+    let info = model_info(&args.model)?;
+    let origin = args.model.display().to_string();
+    let data_path = benchmark_path(&args.model, &info.model, args.data.as_deref())?;
+    let bench = load_benchmark(&data_path)?;
+    let n = args.limit.unwrap_or(bench.len()).min(bench.len());
+    if n == 0 {
+        return Err(bad_input!("{}: no images to evaluate", data_path.display()));
+    }
+    let (h, w) = (bench.images.shape()[1], bench.images.shape()[2]);
+    if (h as u32, w as u32) != info.pp.size {
+        return Err(bad_input!(
+            "{}: images are {h}x{w} but {origin} takes {}x{}",
+            data_path.display(),
+            info.pp.size.0,
+            info.pp.size.1
+        ));
+    }
+    if let Some(&bad) = bench
+        .labels
+        .iter()
+        .find(|&&l| l < 0 || l as usize >= info.classes)
+    {
+        return Err(bad_input!(
+            "{}: label {bad} is out of range for a model with {} classes",
+            data_path.display(),
+            info.classes
+        ));
+    }
+    let p = args.patch;
+    let npatch = metrics::patches(h, w, p).len();
+    if p == 0 || npatch == 0 {
+        return Err(bad_input!("--patch {p} does not fit a {h}x{w} image"));
+    }
+    let steps = args.steps.min(npatch);
+    let c = info.pp.channels;
+    let pix: Vec<Array3<f32>> = (0..n)
+        .map(|i| pixels(&bench, i, c))
+        .collect::<Result<_>>()?;
+
+    // The original model runs every perturbation step of one image in one batch.
+    let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
+    let probe = to_input(&ArrayD::zeros(IxDyn(&[steps + 1, h, w, c])), &info.pp);
+    let forward = Plan::new(
+        &model_bytes,
+        &[Value::F32(probe)],
+        vec![info.logits.clone()],
+    )?;
+
+    if let Some(d) = &args.dump {
+        std::fs::create_dir_all(d)
+            .map_err(|e| bad_input!("{}: cannot create the folder: {e}", d.display()))?;
+    }
+    let bar = if progress {
+        let b = ProgressBar::new((n * args.methods.len()) as u64);
+        b.set_style(
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} images, eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut scores = Vec::new();
+    for &method in &args.methods {
+        bar.set_prefix(method.name());
+        let opts = Options {
+            method,
+            epsilon: args.epsilon,
+            target_input: true,
+            ..Options::default()
+        };
+        let mut compiled = compile_with_facts(&info.model, &info.facts, &opts, &origin)?;
+        // Only the heatmap is needed (the plan returns the graph outputs in order).
+        compiled.graph.outputs.retain(|o| o.name() == HEATMAP);
+        let bytes = crate::onnx::encode(&ir::export(&compiled)?);
+        let bsz = args.batch.clamp(1, n);
+        let xs0 = to_input(&ArrayD::zeros(IxDyn(&[bsz, h, w, c])), &info.pp);
+        let t0 = ArrayD::<i64>::zeros(IxDyn(&[bsz]));
+        // Inputs in graph order: the image, then `rap_target` (the true class).
+        let plan = Plan::new(
+            &bytes,
+            &[Value::F32(xs0), Value::I64(t0)],
+            vec![HEATMAP.to_string()],
+        )?;
+
+        // Heatmaps, in batches (the last one padded by repeating its last image).
+        let mut maps: Vec<Array2<f64>> = Vec::with_capacity(n);
+        let mut explain_s = 0.0;
+        for start in (0..n).step_by(bsz) {
+            let idx: Vec<usize> = (0..bsz).map(|k| (start + k).min(n - 1)).collect();
+            let views: Vec<_> = idx.iter().map(|&i| pix[i].view()).collect();
+            let x = to_input(
+                &ndarray::stack(Axis(0), &views)
+                    .map_err(|e| Error::Runtime(e.to_string()))?
+                    .into_dyn(),
+                &info.pp,
+            );
+            let t = ArrayD::from_shape_vec(
+                IxDyn(&[bsz]),
+                idx.iter().map(|&i| bench.labels[i]).collect(),
+            )
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+            let clock = Instant::now();
+            let out = plan.run(&[Value::F32(x), Value::I64(t)])?;
+            explain_s += clock.elapsed().as_secs_f64();
+            let heat = &out[0].1;
+            for (k, &i) in idx.iter().enumerate() {
+                if start + k == i {
+                    maps.push(
+                        heat.index_axis(Axis(0), k)
+                            .mapv(|v| v as f64)
+                            .into_dimensionality()
+                            .map_err(|e| Error::Runtime(e.to_string()))?,
+                    );
+                }
+            }
+        }
+
+        // Localisation.
+        let (mut ratio_sum, mut ratio_n, mut hits) = (0.0, 0usize, 0usize);
+        let (mut iou, mut miou, mut acc) = (0.0, 0.0, 0.0);
+        for (i, m) in maps.iter().enumerate() {
+            if let Some(r) = metrics::outside_inside(m.view(), bench.boxes[i]) {
+                ratio_sum += r;
+                ratio_n += 1;
+            }
+            hits += metrics::pointing_hit(m.view(), bench.boxes[i]) as usize;
+            let s = metrics::segmentation(m.view(), bench.masks.index_axis(Axis(0), i));
+            iou += s.iou;
+            miou += s.miou;
+            acc += s.pixel_accuracy;
+        }
+
+        // Region perturbation: both orders, every step in one batch per image.
+        let grid = metrics::patches(h, w, p);
+        let mut curves = [vec![0.0; steps + 1], vec![0.0; steps + 1]];
+        let mut aopc = [0.0; 2];
+        let mut raw: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for (i, m) in maps.iter().enumerate() {
+            let noise = metrics::noise(args.seed, i as u64, h * w * c);
+            for (o, morf) in [true, false].into_iter().enumerate() {
+                let order = metrics::patch_order(m.view(), p, morf);
+                let mut batch = ndarray::Array4::<f32>::zeros((steps + 1, h, w, c));
+                let mut cur = pix[i].clone();
+                for k in 0..=steps {
+                    if k > 0 {
+                        let (y0, x0) = grid[order[k - 1]];
+                        for y in y0..y0 + p {
+                            for x in x0..x0 + p {
+                                for ch in 0..c {
+                                    cur[[y, x, ch]] = noise[(y * w + x) * c + ch];
+                                }
+                            }
+                        }
+                    }
+                    batch.index_axis_mut(Axis(0), k).assign(&cur);
+                }
+                let x = to_input(&batch.into_dyn(), &info.pp);
+                let out = forward.run(&[Value::F32(x)])?;
+                let logits = &out[0].1;
+                let t = bench.labels[i] as usize;
+                let f: Vec<f64> = (0..=steps).map(|k| logits[[k, t]] as f64).collect();
+                for k in 0..=steps {
+                    curves[o][k] += f[0] - f[k];
+                }
+                aopc[o] += metrics::aopc(&f);
+                raw[o].extend_from_slice(&f);
+            }
+            bar.inc(1);
+        }
+        if let Some(d) = &args.dump {
+            let stack: Vec<_> = maps.iter().map(|m| m.mapv(|v| v as f32)).collect();
+            let views: Vec<_> = stack.iter().map(|m| m.view()).collect();
+            let all = ndarray::stack(Axis(0), &views).map_err(|e| Error::Runtime(e.to_string()))?;
+            write_npy(&d.join(format!("{}_heatmaps.npy", method.name())), &all)?;
+            for (o, tag) in ["morf", "lerf"].iter().enumerate() {
+                let a = Array2::from_shape_vec((n, steps + 1), raw[o].clone())
+                    .map_err(|e| Error::Runtime(e.to_string()))?;
+                write_npy(&d.join(format!("{}_{tag}.npy", method.name())), &a)?;
+            }
+        }
+        let nf = n as f64;
+        scores.push(Scores {
+            method,
+            images: n,
+            outside_inside: if ratio_n > 0 {
+                ratio_sum / ratio_n as f64
+            } else {
+                f64::NAN
+            },
+            ratio_undefined: n - ratio_n,
+            pointing: hits as f64 / nf,
+            iou: iou / nf,
+            miou: miou / nf,
+            pixel_accuracy: acc / nf,
+            aopc_morf: aopc[0] / nf,
+            aopc_lerf: aopc[1] / nf,
+            morf_curve: curves[0].iter().map(|v| v / nf).collect(),
+            lerf_curve: curves[1].iter().map(|v| v / nf).collect(),
+            ms_per_image: 1e3 * explain_s / (n.div_ceil(bsz) * bsz) as f64,
+        });
+    }
+    bar.finish_and_clear();
+
+    let mut report = Report {
+        model: origin,
+        data: data_path.display().to_string(),
+        images: n,
+        patch: p,
+        steps,
+        patches: npatch,
+        seed: args.seed,
+        scores,
+        files: Vec::new(),
+    };
+    report.files = write_curves(&report, &args.out)?;
+    Ok(report)
+}
+
+fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) -> Result<()> {
+    let f = std::fs::File::create(path)
+        .map_err(|e| bad_input!("{}: cannot write: {e}", path.display()))?;
+    a.write_npy(std::io::BufWriter::new(f))
+        .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))
+}
+
+/// `curves.csv` and `curves.png` (MoRF and LeRF panels) in `out`.
+fn write_curves(r: &Report, out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| bad_input!("{}: cannot create the folder: {e}", out.display()))?;
+    let mut csv = String::from("step,fraction_perturbed");
+    for s in &r.scores {
+        csv += &format!(",{0}_morf,{0}_lerf", s.method.name());
+    }
+    csv += "\n";
+    for k in 0..=r.steps {
+        csv += &format!("{k},{:.6}", k as f64 / r.patches as f64);
+        for s in &r.scores {
+            csv += &format!(",{:.6},{:.6}", s.morf_curve[k], s.lerf_curve[k]);
+        }
+        csv += "\n";
+    }
+    let csv_path = out.join("curves.csv");
+    std::fs::write(&csv_path, csv)
+        .map_err(|e| bad_input!("{}: cannot write: {e}", csv_path.display()))?;
+
+    let xs: Vec<f64> = (0..=r.steps).map(|k| k as f64).collect();
+    let panel = |morf: bool| {
+        let series: Vec<plot::Series> = r
+            .scores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| plot::Series {
+                name: format!(
+                    "{} (AOPC {:.2})",
+                    s.method.name(),
+                    if morf { s.aopc_morf } else { s.aopc_lerf }
+                ),
+                values: if morf {
+                    s.morf_curve.clone()
+                } else {
+                    s.lerf_curve.clone()
+                },
+                colour: plot::PALETTE[i % plot::PALETTE.len()],
+            })
+            .collect();
+        let chart = plot::Chart {
+            title: if morf {
+                "MoRF: most relevant first"
+            } else {
+                "LeRF: least relevant first"
+            },
+            x_label: &format!("patches replaced by noise ({0}x{0} px)", r.patch),
+            y_label: "logit drop f(x0) - f(xk)",
+            xs: &xs,
+            series: &series,
+        };
+        plot::render(&chart, 520, 420)
+    };
+    let img = plot::beside(&[panel(true), panel(false)]);
+    let png = out.join("curves.png");
+    img.save(&png)
+        .map_err(|e| bad_input!("{}: cannot write: {e}", png.display()))?;
+    Ok(vec![csv_path, png])
+}

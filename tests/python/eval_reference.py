@@ -1,0 +1,145 @@
+"""Independent check of `onnx-rap eval`, written from docs/EVALUATION.md in numpy.
+
+usage: eval_reference.py MODEL DATA.npz DUMP_DIR EVAL.json
+
+EVAL.json is `onnx-rap eval --json --dump DUMP_DIR` output. From the dumped heatmaps
+(METHOD_heatmaps.npy) this script recomputes every localisation metric and, from the dumped
+perturbation curves (METHOD_morf.npy, METHOD_lerf.npy), the AOPC values and mean curves, and
+prints the largest difference from the JSON. It also rebuilds every perturbed input itself
+(patch order, SplitMix64 noise, preprocessing) and runs the original model in onnxruntime:
+the target logits must match the dumped curves. Prints one JSON object:
+{"max_metric_diff": ..., "max_curve_diff": ..., "max_logit_rel_diff": ...}.
+"""
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(state):
+    """Yields uniform floats in [0, 1) (53 bits) from SplitMix64 started at `state`."""
+    while True:
+        state = (state + 0x9E3779B97F4A7C15) & MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        z ^= z >> 31
+        yield (z >> 11) * 2.0 ** -53
+
+
+def noise(seed, index, n):
+    g = splitmix64((seed + index) & MASK64)
+    return np.array([next(g) for _ in range(n)], dtype=np.float64).astype(np.float32)
+
+
+def outside_inside(m, box):
+    x0, y0, x1, y1 = box
+    p = np.maximum(m, 0.0)
+    inside = np.zeros(m.shape, bool)
+    inside[y0:y1, x0:x1] = True
+    if p[inside].sum() <= 0 or inside.all():
+        return None
+    return p[~inside].mean() / p[inside].mean()
+
+
+def pointing(m, box):
+    x0, y0, x1, y1 = box
+    y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+    return x0 <= x < x1 and y0 <= y < y1
+
+
+def segmentation(m, mask):
+    lo, hi = m.min(), m.max()
+    norm = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    pred = norm > norm.mean()
+    mask = mask.astype(bool)
+
+    def iou(a, b):
+        u = np.logical_or(a, b).sum()
+        return 1.0 if u == 0 else np.logical_and(a, b).sum() / u
+
+    fg, bg = iou(pred, mask), iou(~pred, ~mask)
+    return fg, (fg + bg) / 2, (pred == mask).mean()
+
+
+def patch_order(m, p, morf):
+    h, w = m.shape
+    starts = [(i * p, j * p) for i in range(h // p) for j in range(w // p)]
+    scores = []
+    for y0, x0 in starts:
+        s = 0.0
+        for y in range(y0, y0 + p):
+            for x in range(x0, x0 + p):
+                s += float(m[y, x])
+        scores.append(s)
+    key = (lambda k: (-scores[k], k)) if morf else (lambda k: (scores[k], k))
+    return starts, sorted(range(len(starts)), key=key)
+
+
+def main():
+    model, data, dump, report_path = sys.argv[1:5]
+    report = json.load(open(report_path))
+    d = np.load(data)
+    n, p, steps, seed = report["images"], report["patch"], report["steps"], report["seed"]
+    images, labels = d["images"][:n], d["labels"][:n]
+    boxes, masks = d["boxes"][:n], d["masks"][:n]
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    pp = json.loads(meta.get("onnx_rap.preprocess", "{}"))
+    mean = np.float32(pp.get("mean", [0.0])[0])
+    std = np.float32(pp.get("std", [1.0])[0])
+    inp = sess.get_inputs()[0].name
+    out = sess.get_outputs()[0].name
+
+    metric_diff = curve_diff = logit_diff = 0.0
+    for r in report["methods"]:
+        name = r["method"]
+        maps = np.load(f"{dump}/{name}_heatmaps.npy").astype(np.float64)
+        ratios = [outside_inside(m, b) for m, b in zip(maps, boxes)]
+        defined = [v for v in ratios if v is not None]
+        seg = np.array([segmentation(m, k) for m, k in zip(maps, masks)])
+        mine = {
+            "outside_inside": np.mean(defined) if defined else float("nan"),
+            "outside_inside_undefined": len(ratios) - len(defined),
+            "pointing": np.mean([pointing(m, b) for m, b in zip(maps, boxes)]),
+            "iou": seg[:, 0].mean(),
+            "miou": seg[:, 1].mean(),
+            "pixel_accuracy": seg[:, 2].mean(),
+        }
+        curves = {}
+        for tag in ["morf", "lerf"]:
+            f = np.load(f"{dump}/{name}_{tag}.npy")
+            drop = f[:, :1] - f
+            mine[f"aopc_{tag}"] = drop.mean(axis=1).mean()
+            curves[tag] = f
+            curve_diff = max(curve_diff, np.abs(drop.mean(axis=0) - np.array(r[f"{tag}_curve"])).max())
+        for k, v in mine.items():
+            if not (np.isnan(v) and r[k] is None):
+                metric_diff = max(metric_diff, abs(float(v) - float(r[k])))
+
+        # Rebuild the perturbed inputs and run them in onnxruntime.
+        h, w = images.shape[1:3]
+        for i in range(n):
+            pix = images[i].astype(np.float32) / np.float32(255)
+            u = noise(seed, i, h * w).reshape(h, w)
+            for tag, morf in [("morf", True), ("lerf", False)]:
+                starts, order = patch_order(maps[i], p, morf)
+                cur = pix.copy()
+                batch = [cur.copy()]
+                for k in range(steps):
+                    y0, x0 = starts[order[k]]
+                    cur[y0:y0 + p, x0:x0 + p] = u[y0:y0 + p, x0:x0 + p]
+                    batch.append(cur.copy())
+                x = ((np.stack(batch) - mean) / std)[:, None].astype(np.float32)
+                logits = sess.run([out], {inp: x})[0][:, labels[i]]
+                want = curves[tag][i]
+                logit_diff = max(logit_diff, float(np.abs(logits - want).max() / max(1.0, np.abs(want).max())))
+    print(json.dumps({"max_metric_diff": metric_diff, "max_curve_diff": curve_diff,
+                      "max_logit_rel_diff": logit_diff}))
+
+
+if __name__ == "__main__":
+    main()
