@@ -186,6 +186,11 @@ def main():
                 numpy_helper.from_array(g.standard_normal(10).astype(np.float32), "fb")],
                [vi("x", "N", 1, 64, 64)], [vi("logits", "N", 10)]), "ignores_input.onnx")
 
+    # The ops of issue 5 in one chain, for gradient checks and the two runtimes.
+    save(tiny_ops(), "tiny_ops.onnx")
+    np.save(os.path.join(OUT, "tiny_ops_input.npy"),
+            np.random.default_rng(17).standard_normal((2, 2, 6, 6)).astype(np.float32))
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -212,6 +217,54 @@ def tiny_lrp():
     inits = [w("c1w", 3, 1, 3, 3), w("c1b", 3), w("c2w", 4, 3, 3, 3), w("c2b", 4),
              w("f1w", 5, 36), w("f1b", 5), w("f2w", 3, 5), w("f2b", 3)]
     return model(nodes, inits, [vi("x", "N", 1, 6, 6)], [vi("logits", "N", 3)], name="tiny_lrp")
+
+
+def tiny_ops():
+    """Pad, Slice, Resize (nearest and linear), Split, Sigmoid gate, Tanh, ReduceMean, Sub,
+    Div and Mul by constants, Clip, Transpose, MatMul on [N, T, D], HardSwish, Gather,
+    attention (MatMul of activations, Softmax inside), LeakyRelu, Concat: the ops of real
+    exported models beyond the golden cases, in one differentiable chain."""
+    g = np.random.default_rng(19)
+    w = lambda name, *shape: numpy_helper.from_array((g.standard_normal(shape) * 0.5).astype(np.float32), name)
+    c = lambda name, values, dt=np.int64: numpy_helper.from_array(np.array(values, dt), name)
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "cw", "cb"], ["c1"], name="conv", pads=[1, 1, 1, 1]),
+        n("LeakyRelu", ["c1"], ["l1"], name="leaky", alpha=0.1),
+        n("Pad", ["l1", "pads"], ["p1"], name="pad"),                       # 4 x 7 x 9
+        n("Slice", ["p1", "st", "en", "ax"], ["s1"], name="slice"),          # 4 x 6 x 8
+        n("Resize", ["s1", "", "sc2"], ["u1"], name="up_nearest", mode="nearest"),  # 4 x 12 x 16
+        n("Resize", ["s1", "", "sc2"], ["u2"], name="up_linear", mode="linear"),
+        n("Sub", ["u1", "u2"], ["d1"], name="sub"),
+        n("Div", ["d1", "two"], ["d2"], name="div_const"),
+        n("Split", ["d2", "split"], ["a", "b"], name="split", axis=1),      # 1 + 3 channels
+        n("Sigmoid", ["a"], ["gate"], name="sigmoid"),
+        n("Tanh", ["b"], ["tb"], name="tanh"),
+        n("ReduceMean", ["tb", "ax1"], ["m1"], name="mean_c", keepdims=1),
+        n("Mul", ["m1", "gate"], ["gated"], name="gate_mul"),
+        n("Clip", ["gated", "lo", "hi"], ["cl"], name="clip"),
+        n("Transpose", ["cl"], ["t1"], name="to_nhwc", perm=[0, 2, 3, 1]),  # 12 x 16 x 1
+        n("Reshape", ["t1", "shape3"], ["r3"], name="tokens"),             # 12 x 16
+        n("MatMul", ["r3", "mw"], ["mm"], name="dense3d"),                 # 12 x 5
+        n("HardSwish", ["mm"], ["hs"], name="hardswish"),
+        n("Gather", ["hs", "idx"], ["gt"], name="gather", axis=1),         # 4 x 5
+        n("Transpose", ["gt"], ["gtt"], name="keys_t", perm=[0, 2, 1]),    # 5 x 4
+        n("MatMul", ["gt", "gtt"], ["qk"], name="scores"),                # 4 x 4
+        n("Mul", ["qk", "scale"], ["qks"], name="scale"),
+        n("Softmax", ["qks"], ["att"], name="softmax", axis=-1),
+        n("MatMul", ["att", "gt"], ["ctx"], name="attend"),                # 4 x 5
+        n("ReduceSum", ["ctx", "ax2"], ["rs"], name="sum_tokens", keepdims=0),  # 5
+        n("Gather", ["hs", "idx0"], ["cls"], name="cls_token", axis=1),     # 5
+        n("Concat", ["rs", "cls"], ["cat"], name="concat", axis=1),         # 10
+        n("Gemm", ["cat", "fw", "fb"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [w("cw", 4, 2, 3, 3), w("cb", 4), c("pads", [0, 0, 1, 2, 0, 0, 0, 1]),
+             c("st", [1, 0]), c("en", [7, 8]), c("ax", [2, 3]),
+             c("sc2", [1.0, 1.0, 2.0, 2.0], np.float32), c("two", 2.0, np.float32),
+             c("split", [1, 3]), c("lo", -0.8, np.float32), c("hi", 0.9, np.float32),
+             c("shape3", [0, 12, 16]), w("mw", 16, 5), c("idx", [0, 3, 3, 7]),
+             c("scale", 0.5, np.float32), c("ax1", [1]), c("ax2", [1]), c("idx0", 5), w("fw", 3, 10), w("fb", 3)]
+    return model(nodes, inits, [vi("x", "N", 2, 6, 6)], [vi("logits", "N", 3)], opset=18, name="tiny_ops")
 
 
 def tiny_cnn_copy(m):

@@ -12,7 +12,6 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("Relu", &Relu);
     reg.insert("Identity", &PassThrough);
     reg.insert("Dropout", &PassThrough);
-    reg.insert("Softmax", &OutputSoftmax);
     reg.insert("LogSoftmax", &OutputSoftmax);
 }
 

@@ -47,9 +47,27 @@ impl Lin {
         self.conv.as_ref().is_none_or(|(_, g)| *g == 1)
     }
 
+    /// The axis of output channels: 1, or the last axis of a MatMul on `[N, ..., D]`.
+    fn chan_axis(&self) -> i64 {
+        if self.conv.is_some() || self.rank == 2 {
+            1
+        } else {
+            self.rank as i64 - 1
+        }
+    }
+
     /// `F(x; w)` without bias.
     fn f(&self, cx: &mut Cx, x: &str, w: &str, part: &str) -> Result<String> {
         match &self.conv {
+            None if self.rank > 2 => {
+                let wt = cx.e.op(
+                    "Transpose",
+                    &format!("{part}.wt"),
+                    &[w],
+                    vec![make_ints("perm", &[1, 0])],
+                )?;
+                cx.e.op("MatMul", part, &[x, &wt], vec![])
+            }
             None => cx.e.op("Gemm", part, &[x, w], vec![make_int("transB", 1)]),
             Some((win, g)) => {
                 let mut a = win.conv_attrs();
@@ -103,7 +121,7 @@ impl Lin {
     fn f_pair(&self, cx: &mut Cx, x: &str, w: &Parts, part: &str) -> Result<(String, String)> {
         if let Some(wst) = &w.stack {
             let z = self.f(cx, x, wst, &format!("{part}.z"))?;
-            let mut v = cx.e.split(&z, 1, &[self.c, self.c], part)?;
+            let mut v = cx.e.split(&z, self.chan_axis(), &[self.c, self.c], part)?;
             let b = v.pop().expect("two pieces");
             let a = v.pop().expect("two pieces");
             Ok((a, b))
@@ -117,7 +135,8 @@ impl Lin {
     /// `Ft(sa; W+) + Ft(sb; |W-|)`, as one op on stacked relevance where groups allow.
     fn ft_sum(&self, cx: &mut Cx, sa: &str, sb: &str, w: &Parts, part: &str) -> Result<String> {
         if let Some(wst) = &w.stack {
-            let s = cx.e.concat(&[sa, sb], 1, &format!("{part}.s"))?;
+            let s =
+                cx.e.concat(&[sa, sb], self.chan_axis(), &format!("{part}.s"))?;
             self.ft(cx, &s, wst, part)
         } else {
             let a = self.ft(cx, sa, &w.pos, &format!("{part}.a"))?;
@@ -163,7 +182,7 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
     if cx.dynamic.contains(wt) {
         return Err(unsupported_use(
             node,
-            "its weight depends on the input (a product of two activations is not supported yet)",
+            "its weight depends on the input (only MatMul takes a product of two activations)",
         ));
     }
     let x_dims = cx.sample_dims(node, x)?;
@@ -200,13 +219,13 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
             })
         }
         "Gemm" | "MatMul" => {
-            if rank != 2 || w_shape.len() != 2 {
+            let gemm = node.op_type() == "Gemm";
+            if (gemm && rank != 2) || rank < 2 || w_shape.len() != 2 {
                 return Err(unsupported_use(
                     node,
-                    "only a 2-D [batch, features] input times a 2-D weight is supported",
+                    "only a [batch, ..., features] input times a 2-D weight is supported",
                 ));
             }
-            let gemm = node.op_type() == "Gemm";
             if gemm && attr::int(node, "transA")?.unwrap_or(0) != 0 {
                 return Err(unsupported_use(
                     node,
@@ -268,12 +287,17 @@ impl Rule for LinearRule {
         rel_out: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel_out)?.to_string();
+        if node.op_type() == "MatMul" && cx.dynamic.contains(input(node, 1)?) {
+            return super::attention::bilinear(cx, node, &r);
+        }
         let lin = parse(cx, node)?;
         let x = input(node, 0)?.to_string();
         let rin = match (cx.role, cx.method) {
             (_, Method::GradInput) => gradient(cx, &lin, &x, &r)?,
             (Role::Input, m) => z_bounded(cx, &lin, &x, &r, m)?,
-            (Role::Output, Method::Rap) if lin.conv.is_none() => first_step(cx, &lin, &x)?,
+            (Role::Output, Method::Rap) if lin.conv.is_none() && lin.rank == 2 => {
+                first_step(cx, &lin, &x)?
+            }
             (_, Method::LrpEps) => epsilon(cx, &lin, &x, &r)?,
             (_, Method::LrpA2B1) => alpha_beta(cx, &lin, &x, &r, 2.0, 1.0)?,
             (_, Method::LrpZPlus) => alpha_beta(cx, &lin, &x, &r, 1.0, 0.0)?,

@@ -4,10 +4,15 @@
 //! the output, whether it is a linear layer or only moves data).
 
 mod activation;
+mod attention;
+mod elementwise;
 pub mod emit;
+mod layout;
 mod linear;
 mod norm;
 mod pool;
+mod reduce;
+mod resize;
 mod structure;
 mod window;
 
@@ -224,6 +229,10 @@ impl Cx<'_, '_> {
             }
             match self.graph.producer_op(t) {
                 Some(n) if n.op_type() == "Identity" && !n.input.is_empty() => t = &n.input[0],
+                Some(n) if n.op_type() == "Constant" => {
+                    let v = crate::onnx::attr::tensor(n, "value").ok().flatten()?;
+                    return crate::onnx::tensor::to_f32(v).ok();
+                }
                 _ => return None,
             }
         }
@@ -267,6 +276,11 @@ pub fn registry() -> &'static HashMap<&'static str, &'static dyn Rule> {
         pool::register(&mut reg);
         norm::register(&mut reg);
         structure::register(&mut reg);
+        elementwise::register(&mut reg);
+        layout::register(&mut reg);
+        reduce::register(&mut reg);
+        attention::register(&mut reg);
+        resize::register(&mut reg);
         reg
     })
 }

@@ -13,6 +13,37 @@ use crate::onnx::proto::NodeProto;
 
 pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("BatchNormalization", &BatchNorm);
+    for op in [
+        "LayerNormalization",
+        "InstanceNormalization",
+        "GroupNormalization",
+        "LRN",
+    ] {
+        reg.insert(op, &SampleNorm);
+    }
+}
+
+/// Normalisations by statistics of the sample itself (LayerNormalization, Instance/Group
+/// normalisation, LRN): relevance passes unchanged, as through BatchNormalization, treating
+/// the normalising statistics as constants. No gradient rule yet.
+struct SampleNorm;
+
+impl Rule for SampleNorm {
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        if cx.method.is_gradient() {
+            return Err(super::unsupported_use(
+                node,
+                "gradient x input has no derivative for this normalisation yet",
+            ));
+        }
+        Ok(first_only(r, node.input.len()))
+    }
 }
 
 struct BatchNorm;

@@ -1,0 +1,307 @@
+//! Element-wise ops beyond Relu: bounded and smooth activations (relevance passes unchanged,
+//! as through Relu), arithmetic with a constant (a rescaling or a bias: relevance passes), and
+//! arithmetic of two activations: the z-rule for Sub, and for Mul / Div the gate rule (the
+//! factor that comes out of a gating function, e.g. the sigmoid of a SiLU or of a
+//! squeeze-excitation block, takes no relevance; the signal takes it all). Gradients (for
+//! gradient x input) use each op's derivative.
+
+use std::collections::HashMap;
+
+use super::{first_only, input, rel0, unsupported_use, Cx, Rule};
+use crate::analysis::{first_input_sign, Sign};
+use crate::error::Result;
+use crate::onnx::attr;
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    for op in [
+        "Clip",
+        "LeakyRelu",
+        "PRelu",
+        "Sigmoid",
+        "Tanh",
+        "HardSigmoid",
+        "HardSwish",
+        "Erf",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Gelu",
+        "Softplus",
+        "Mish",
+        "Neg",
+    ] {
+        reg.insert(op, &Activation);
+    }
+    reg.insert("Mul", &Mul);
+    reg.insert("Div", &Div);
+    reg.insert("Sub", &Sub);
+}
+
+/// Ops whose output in (0, 1) or [0, 1] gates another tensor when multiplied with it.
+const GATES: [&str; 6] = ["Sigmoid", "HardSigmoid", "Erf", "Tanh", "Softmax", "Clip"];
+
+struct Activation;
+
+/// `min` of a Clip (opset >= 11: the second input, a constant; earlier: the attribute).
+fn clip_min(cx: &Cx, node: &NodeProto) -> Option<f32> {
+    match node.input.get(1).filter(|s| !s.is_empty()) {
+        Some(t) => cx.constant(t).and_then(|a| a.iter().next().copied()),
+        None => attr::float(node, "min").ok().flatten(),
+    }
+}
+
+impl Rule for Activation {
+    fn sign(&self, node: &NodeProto, ins: &[Sign]) -> Sign {
+        match node.op_type() {
+            "Sigmoid" | "HardSigmoid" | "Softplus" => Sign::NonNeg,
+            // Sign-preserving: negative inputs give negative outputs (or zero).
+            "LeakyRelu" | "Tanh" | "Erf" | "HardSwish" | "Gelu" | "Mish" | "Elu" | "Selu"
+            | "Celu" => match first_input_sign(ins) {
+                Sign::NonNeg => Sign::NonNeg,
+                _ => Sign::Any,
+            },
+            "Neg" => match first_input_sign(ins) {
+                Sign::NonNeg => Sign::NonPos,
+                Sign::NonPos => Sign::NonNeg,
+                Sign::Any => Sign::Any,
+            },
+            // Clip with a constant min >= 0 (Relu6) is known at compile time only; be safe.
+            _ => Sign::Any,
+        }
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        if !cx.method.is_gradient() {
+            return Ok(first_only(r, node.input.len()));
+        }
+        let x = input(node, 0)?.to_string();
+        let y = node.output[0].clone();
+        let one = cx.e.scalar(1.0);
+        let d =
+            match node.op_type() {
+                "Neg" => cx.e.neg(&r, "grad")?,
+                "Sigmoid" => {
+                    let c = cx.e.sub(&one, &y, "one_minus_y")?;
+                    let d = cx.e.mul(&y, &c, "dy")?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                "Tanh" => {
+                    let y2 = cx.e.mul(&y, &y, "y2")?;
+                    let d = cx.e.sub(&one, &y2, "dy")?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                "Clip" => {
+                    // 1 where min < x < max: where the output moved with the input.
+                    let lo = clip_min(cx, node).unwrap_or(f32::MIN);
+                    let hi = match node.input.get(2).filter(|s| !s.is_empty()) {
+                        Some(t) => cx.constant(t).and_then(|a| a.iter().next().copied()),
+                        None => attr::float(node, "max")?,
+                    }
+                    .unwrap_or(f32::MAX);
+                    let (l, h) = (cx.e.scalar(lo), cx.e.scalar(hi));
+                    let a = cx.e.op("Greater", "above", &[&x, &l], vec![])?;
+                    let b = cx.e.op("Less", "below", &[&x, &h], vec![])?;
+                    let m = cx.e.op("And", "inside", &[&a, &b], vec![])?;
+                    let m =
+                        cx.e.op("Cast", "mask", &[&m], vec![attr::make_int("to", 1)])?;
+                    cx.e.mul(&r, &m, "grad")?
+                }
+                "LeakyRelu" => {
+                    let alpha = attr::float(node, "alpha")?.unwrap_or(0.01);
+                    let zero = cx.e.scalar(0.0);
+                    let pos = cx.e.op("Greater", "pos", &[&x, &zero], vec![])?;
+                    let a = cx.e.scalar(alpha);
+                    let d = cx.e.op("Where", "dy", &[&pos, &one, &a], vec![])?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                "HardSigmoid" => {
+                    let alpha = attr::float(node, "alpha")?.unwrap_or(0.2);
+                    let zero = cx.e.scalar(0.0);
+                    let a = cx.e.op("Greater", "above", &[&y, &zero], vec![])?;
+                    let b = cx.e.op("Less", "below", &[&y, &one], vec![])?;
+                    let m = cx.e.op("And", "inside", &[&a, &b], vec![])?;
+                    let m =
+                        cx.e.op("Cast", "mask", &[&m], vec![attr::make_int("to", 1)])?;
+                    let k = cx.e.scalar(alpha);
+                    let d = cx.e.mul(&m, &k, "dy")?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                "HardSwish" => {
+                    // x < -3: 0; x > 3: 1; else (2x + 3) / 6.
+                    let (m3, p3) = (cx.e.scalar(-3.0), cx.e.scalar(3.0));
+                    let lo = cx.e.op("Greater", "above", &[&x, &m3], vec![])?;
+                    let hi = cx.e.op("Greater", "saturated", &[&x, &p3], vec![])?;
+                    let k = cx.e.scalar(1.0 / 3.0);
+                    let half = cx.e.scalar(0.5);
+                    let mid = cx.e.mul(&x, &k, "mid.x")?;
+                    let mid = cx.e.add(&mid, &half, "mid")?;
+                    let zero = cx.e.scalar(0.0);
+                    let d = cx.e.op("Where", "dy.lo", &[&lo, &mid, &zero], vec![])?;
+                    let d = cx.e.op("Where", "dy", &[&hi, &one, &d], vec![])?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                _ => return Err(unsupported_use(
+                    node,
+                    "gradient x input has no derivative for this op yet (the relevance methods \
+                     pass relevance through it)",
+                )),
+            };
+        Ok(first_only(d, node.input.len()))
+    }
+}
+
+/// Whether `tensor` comes out of a gating function, possibly through arithmetic with
+/// constants (`0.5 * (1 + erf(x / sqrt 2))` of GELU, `hardsigmoid(x) / 6`...).
+pub(crate) fn is_gate(cx: &Cx, tensor: &str) -> bool {
+    let mut t = tensor.to_string();
+    for _ in 0..4 {
+        let Some(n) = cx.graph.producer_op(&t) else {
+            return false;
+        };
+        let op = n.op_type();
+        if GATES.contains(&op) {
+            return op != "Clip" || clip_min(cx, n).is_some_and(|m| m >= 0.0);
+        }
+        let live: Vec<&String> = n.input.iter().filter(|i| cx.dynamic.contains(*i)).collect();
+        match (op, live.as_slice()) {
+            ("Add" | "Sub" | "Mul" | "Div" | "Identity", [one]) => t = one.to_string(),
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Which inputs of a binary op depend on the explained input.
+fn live(cx: &Cx, node: &NodeProto) -> Result<(String, String, bool, bool)> {
+    let (a, b) = (input(node, 0)?.to_string(), input(node, 1)?.to_string());
+    let (la, lb) = (cx.dynamic.contains(&a), cx.dynamic.contains(&b));
+    let y_dims = cx.sample_dims(node, &node.output[0])?;
+    for (t, l) in [(&a, la), (&b, lb)] {
+        if l && cx.sample_dims(node, t)? != y_dims {
+            return Err(unsupported_use(
+                node,
+                "an activation broadcast against another tensor is not supported",
+            ));
+        }
+    }
+    Ok((a, b, la, lb))
+}
+
+struct Mul;
+
+impl Rule for Mul {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        match (ins.first(), ins.get(1)) {
+            (Some(Sign::NonNeg), Some(Sign::NonNeg)) | (Some(Sign::NonPos), Some(Sign::NonPos)) => {
+                Sign::NonNeg
+            }
+            _ => Sign::Any,
+        }
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let (a, b, la, lb) = live(cx, node)?;
+        if cx.method.is_gradient() {
+            let ga = la.then(|| cx.e.mul(&r, &b, "grad.a")).transpose()?;
+            let gb = lb.then(|| cx.e.mul(&r, &a, "grad.b")).transpose()?;
+            return Ok(vec![ga, gb]);
+        }
+        Ok(match (la, lb) {
+            // A rescaling by a constant: R passes (the z-rule of y = c x).
+            (true, false) => vec![Some(r), None],
+            (false, true) => vec![None, Some(r)],
+            (true, true) => match (is_gate(cx, &a), is_gate(cx, &b)) {
+                (false, true) => vec![Some(r), None],
+                (true, false) => vec![None, Some(r)],
+                // No gate to tell them apart: half each (each half is the z-rule with the
+                // other factor held fixed).
+                _ => {
+                    let h = cx.e.scalar(0.5);
+                    let half = cx.e.mul(&r, &h, "half")?;
+                    vec![Some(half.clone()), Some(half)]
+                }
+            },
+            (false, false) => vec![None, None],
+        })
+    }
+}
+
+struct Div;
+
+impl Rule for Div {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        match (ins.first(), ins.get(1)) {
+            (Some(Sign::NonNeg), Some(Sign::NonNeg)) => Sign::NonNeg,
+            _ => Sign::Any,
+        }
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let (_, b, la, lb) = live(cx, node)?;
+        if cx.method.is_gradient() {
+            let ga = la.then(|| cx.e.div(&r, &b, "grad.a")).transpose()?;
+            let gb = if lb {
+                // d(a / b)/db = -(a / b) / b = -y / b.
+                let q = cx.e.div(&node.output[0], &b, "y_b")?;
+                let q = cx.e.neg(&q, "dy")?;
+                Some(cx.e.mul(&r, &q, "grad.b")?)
+            } else {
+                None
+            };
+            return Ok(vec![ga, gb]);
+        }
+        // The numerator carries the signal; a divisor (a constant or a normaliser computed
+        // from the activations) takes no relevance.
+        Ok(vec![la.then_some(r), None])
+    }
+}
+
+struct Sub;
+
+impl Rule for Sub {
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let (a, b, la, lb) = live(cx, node)?;
+        if cx.method.is_gradient() {
+            let gb = lb.then(|| cx.e.neg(&r, "grad.b")).transpose()?;
+            return Ok(vec![la.then_some(r), gb]);
+        }
+        Ok(match (la, lb) {
+            (true, false) => vec![Some(r), None],
+            (false, true) => vec![None, Some(r)],
+            // The z-rule of y = a - b: contributions a and -b.
+            (true, true) => {
+                let s = cx.e.sd(&r, &node.output[0], "s")?;
+                let ra = cx.e.mul(&a, &s, "in.a")?;
+                let nb = cx.e.mul(&b, &s, "in.b.pos")?;
+                let rb = cx.e.neg(&nb, "in.b")?;
+                vec![Some(ra), Some(rb)]
+            }
+            (false, false) => vec![None, None],
+        })
+    }
+}

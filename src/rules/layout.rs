@@ -1,0 +1,338 @@
+//! Ops that select, move or pad values without arithmetic: Transpose, Pad, Slice, Split,
+//! Gather with constant indices. Relevance (or gradient) goes back to the positions the values
+//! came from: an inverse Transpose, a Slice of the padded relevance, a zero Pad around a
+//! slice, the pieces of a Split put back together. Padded or dropped positions carry none.
+//! Every shape-like parameter is emitted as a constant.
+
+use std::collections::HashMap;
+
+use super::{first_only, input, rel0, unsupported_use, Cx, Kind, Rule};
+use crate::analysis::{common_sign, first_input_sign, Sign};
+use crate::error::Result;
+use crate::onnx::attr::{self, make_ints};
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("Transpose", &Transpose);
+    reg.insert("Pad", &Pad);
+    reg.insert("Slice", &Slice);
+    reg.insert("Split", &Split);
+    reg.insert("Gather", &Gather);
+}
+
+struct Transpose;
+struct Pad;
+struct Slice;
+struct Split;
+struct Gather;
+
+/// Integer values of a constant input, or of an attribute for older opsets.
+fn ints(cx: &Cx, node: &NodeProto, slot: usize, name: &str) -> Result<Option<Vec<i64>>> {
+    if let Some(t) = node.input.get(slot).filter(|s| !s.is_empty()) {
+        return match cx.constant(t) {
+            Some(a) => Ok(Some(a.iter().map(|&v| v as i64).collect())),
+            None => Err(unsupported_use(
+                node,
+                &format!("its {name} are computed at run time; onnx-rap needs them constant"),
+            )),
+        };
+    }
+    attr::ints(node, name)
+}
+
+/// Zero-pad `r` (rank `rank`) by `begin` / `end` per axis.
+fn zero_pad(cx: &mut Cx, r: &str, begin: &[i64], end: &[i64], part: &str) -> Result<String> {
+    if begin.iter().chain(end).all(|&p| p == 0) {
+        return Ok(r.to_string());
+    }
+    let pads: Vec<i64> = begin.iter().chain(end).copied().collect();
+    if cx.e.opset() >= 11 {
+        let p =
+            cx.e.const_i64(&format!("{part}.pads"), &[pads.len() as i64], &pads);
+        cx.e.op("Pad", part, &[r, &p], vec![])
+    } else {
+        cx.e.op("Pad", part, &[r], vec![make_ints("pads", &pads)])
+    }
+}
+
+/// `r[begin..begin+len]` per axis.
+fn crop(cx: &mut Cx, r: &str, begin: &[i64], len: &[i64], part: &str) -> Result<String> {
+    let axes: Vec<i64> = (0..begin.len() as i64).filter(|&a| a > 0).collect();
+    let starts: Vec<i64> = axes.iter().map(|&a| begin[a as usize]).collect();
+    let ends: Vec<i64> = axes
+        .iter()
+        .map(|&a| begin[a as usize] + len[a as usize])
+        .collect();
+    let k = axes.len() as i64;
+    if cx.e.opset() >= 10 {
+        let s = cx.e.const_i64(&format!("{part}.starts"), &[k], &starts);
+        let e = cx.e.const_i64(&format!("{part}.ends"), &[k], &ends);
+        let a = cx.e.const_i64(&format!("{part}.axes"), &[k], &axes);
+        cx.e.op("Slice", part, &[r, &s, &e, &a], vec![])
+    } else {
+        cx.e.op(
+            "Slice",
+            part,
+            &[r],
+            vec![
+                make_ints("starts", &starts),
+                make_ints("ends", &ends),
+                make_ints("axes", &axes),
+            ],
+        )
+    }
+}
+
+fn full_dims(cx: &Cx, node: &NodeProto, t: &str) -> Result<Vec<i64>> {
+    Ok(std::iter::once(-1)
+        .chain(cx.sample_dims(node, t)?)
+        .collect())
+}
+
+impl Rule for Transpose {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let rank = cx.sample_dims(node, input(node, 0)?)?.len() + 1;
+        let perm = attr::ints(node, "perm")?.unwrap_or_else(|| (0..rank as i64).rev().collect());
+        if perm.first() != Some(&0) {
+            return Err(unsupported_use(node, "it moves the batch axis"));
+        }
+        let mut inv = vec![0i64; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p as usize] = i as i64;
+        }
+        let out =
+            cx.e.op("Transpose", "in", &[&r], vec![make_ints("perm", &inv)])?;
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+impl Rule for Pad {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?;
+        let dims = full_dims(cx, node, x)?;
+        let rank = dims.len();
+        let mode = attr::string(node, "mode")?.unwrap_or_else(|| "constant".into());
+        if mode != "constant" {
+            return Err(unsupported_use(
+                node,
+                &format!("mode '{mode}' (only constant padding is supported)"),
+            ));
+        }
+        let pads =
+            ints(cx, node, 1, "pads")?.ok_or_else(|| unsupported_use(node, "it has no pads"))?;
+        let axes: Vec<i64> = match node.input.get(3).filter(|s| !s.is_empty()) {
+            Some(_) => ints(cx, node, 3, "axes")?.unwrap_or_default(),
+            None => (0..rank as i64).collect(),
+        };
+        let k = axes.len();
+        if pads.len() != 2 * k || pads.iter().any(|&p| p < 0) {
+            return Err(unsupported_use(node, "negative or malformed pads"));
+        }
+        let mut begin = vec![0i64; rank];
+        for (j, &a) in axes.iter().enumerate() {
+            let a = if a < 0 { a + rank as i64 } else { a } as usize;
+            if a == 0 && (pads[j] != 0 || pads[j + k] != 0) {
+                return Err(unsupported_use(node, "it pads the batch axis"));
+            }
+            begin[a] = pads[j];
+        }
+        // The padded positions hold the pad value, not input: they carry no relevance.
+        let out = crop(cx, &r, &begin, &dims, "in")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+impl Rule for Slice {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?;
+        let dims = full_dims(cx, node, x)?;
+        let rank = dims.len();
+        let starts = ints(cx, node, 1, "starts")?
+            .ok_or_else(|| unsupported_use(node, "it has no starts"))?;
+        let ends =
+            ints(cx, node, 2, "ends")?.ok_or_else(|| unsupported_use(node, "it has no ends"))?;
+        let axes = ints(cx, node, 3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = ints(cx, node, 4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+        let mut begin = vec![0i64; rank];
+        let mut end = vec![0i64; rank];
+        for (j, &a) in axes.iter().enumerate() {
+            let a = if a < 0 { a + rank as i64 } else { a } as usize;
+            if a == 0 {
+                return Err(unsupported_use(node, "it slices the batch axis"));
+            }
+            if steps[j] != 1 {
+                return Err(unsupported_use(node, "a step other than 1"));
+            }
+            let d = dims[a];
+            let clamp = |v: i64| if v < 0 { (v + d).max(0) } else { v.min(d) };
+            let (s, e) = (clamp(starts[j]), clamp(ends[j]));
+            begin[a] = s;
+            end[a] = d - e.max(s);
+        }
+        // The slice's relevance goes back to its place; the rest of the input gets zero.
+        let out = zero_pad(cx, &r, &begin, &end, "in")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+impl Rule for Split {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let x = input(node, 0)?;
+        let rank = cx.sample_dims(node, x)?.len() as i64 + 1;
+        let mut axis = attr::int(node, "axis")?.unwrap_or(0);
+        if axis < 0 {
+            axis += rank;
+        }
+        if axis == 0 {
+            return Err(unsupported_use(node, "it splits the batch axis"));
+        }
+        let ax = axis as usize;
+        let total = cx.sample_dims(node, x)?[ax - 1];
+        // Each piece's relevance, zero-padded to the full axis, summed.
+        let mut offset = 0i64;
+        let mut sum: Option<String> = None;
+        for (k, (out, r)) in node.output.iter().zip(rel).enumerate() {
+            let len = cx.sample_dims(node, out)?[ax - 1];
+            if let Some(r) = r {
+                let mut begin = vec![0i64; rank as usize];
+                let mut end = vec![0i64; rank as usize];
+                begin[ax] = offset;
+                end[ax] = total - offset - len;
+                let p = zero_pad(cx, r, &begin, &end, &format!("piece{k}"))?;
+                sum = Some(match sum {
+                    None => p,
+                    Some(s) => cx.e.add(&s, &p, &format!("sum{k}"))?,
+                });
+            }
+            offset += len;
+        }
+        let sum = sum.ok_or_else(|| unsupported_use(node, "no piece carries relevance"))?;
+        Ok(first_only(sum, node.input.len()))
+    }
+}
+
+impl Rule for Gather {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(&ins[..1])
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?;
+        let idx_name = input(node, 1)?;
+        let dims = full_dims(cx, node, x)?;
+        let rank = dims.len() as i64;
+        let mut axis = attr::int(node, "axis")?.unwrap_or(0);
+        if axis < 0 {
+            axis += rank;
+        }
+        if axis == 0 {
+            return Err(unsupported_use(node, "it gathers along the batch axis"));
+        }
+        let idx = cx
+            .constant(idx_name)
+            .ok_or_else(|| unsupported_use(node, "its indices are computed at run time"))?;
+        let d = dims[axis as usize];
+        let norm = |v: f32| {
+            let v = v as i64;
+            if v < 0 {
+                v + d
+            } else {
+                v
+            }
+        };
+        let out = if idx.ndim() == 0 {
+            // One index: the axis disappeared; put it back and pad around the position.
+            let i = norm(idx.iter().next().copied().unwrap_or(0.0));
+            let u = if cx.e.opset() >= 13 {
+                let a = cx.e.const_i64("axis", &[1], &[axis]);
+                cx.e.op("Unsqueeze", "restore", &[&r, &a], vec![])?
+            } else {
+                cx.e.op(
+                    "Unsqueeze",
+                    "restore",
+                    &[&r],
+                    vec![make_ints("axes", &[axis])],
+                )?
+            };
+            let mut begin = vec![0i64; rank as usize];
+            let mut end = vec![0i64; rank as usize];
+            begin[axis as usize] = i;
+            end[axis as usize] = d - 1 - i;
+            zero_pad(cx, &u, &begin, &end, "in")?
+        } else if idx.ndim() == 1 {
+            // Several indices: a one-hot matrix [K, D] scatters them back (repeats add up).
+            let k = idx.len();
+            let mut hot = vec![0f32; k * d as usize];
+            for (j, &v) in idx.iter().enumerate() {
+                hot[j * d as usize + norm(v) as usize] = 1.0;
+            }
+            let hot = cx.e.const_f32("onehot", &[k as i64, d], &hot);
+            let last = rank - 1;
+            let mut perm: Vec<i64> = (0..rank).collect();
+            perm.swap(axis as usize, last as usize);
+            let t = cx.e.op(
+                "Transpose",
+                "to_last",
+                &[&r],
+                vec![make_ints("perm", &perm)],
+            )?;
+            let m = cx.e.op("MatMul", "scatter", &[&t, &hot], vec![])?;
+            cx.e.op("Transpose", "in", &[&m], vec![make_ints("perm", &perm)])?
+        } else {
+            return Err(unsupported_use(node, "indices of rank 2 or more"));
+        };
+        Ok(first_only(out, node.input.len()))
+    }
+}

@@ -1,0 +1,107 @@
+//! ReduceMean / ReduceSum over non-batch axes: the z-rule, as for average pooling (each input
+//! gets `x * sd(R, y) / n` of the mean it contributed to, `x * sd(R, y)` of a sum); gradients
+//! spread `g / n` (or `g`).
+
+use std::collections::HashMap;
+
+use super::{first_only, input, rel0, unsupported_use, Cx, Rule};
+use crate::analysis::{first_input_sign, Sign};
+use crate::error::Result;
+use crate::onnx::attr;
+use crate::onnx::proto::NodeProto;
+
+pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
+    reg.insert("ReduceMean", &Reduce);
+    reg.insert("ReduceSum", &Reduce);
+}
+
+struct Reduce;
+
+impl Rule for Reduce {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?.to_string();
+        let xd = cx.sample_dims(node, &x)?;
+        let rank = xd.len() as i64 + 1;
+        let axes_input = node.input.get(1).filter(|s| !s.is_empty());
+        let axes: Vec<i64> = match axes_input {
+            Some(t) => cx
+                .constant(t)
+                .ok_or_else(|| unsupported_use(node, "its axes are computed at run time"))?
+                .iter()
+                .map(|&v| v as i64)
+                .collect(),
+            None => attr::ints(node, "axes")?.unwrap_or_default(),
+        };
+        if axes.is_empty() {
+            let noop = attr::int(node, "noop_with_empty_axes")?.unwrap_or(0) != 0;
+            if noop {
+                return Ok(first_only(r, node.input.len()));
+            }
+            return Err(unsupported_use(
+                node,
+                "it reduces every axis, the batch axis too",
+            ));
+        }
+        let axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .collect();
+        if axes.contains(&0) {
+            return Err(unsupported_use(node, "it reduces the batch axis"));
+        }
+        let keep = attr::int(node, "keepdims")?.unwrap_or(1) != 0;
+        // The output with its reduced axes kept (as 1), so it broadcasts against x.
+        let kept: Vec<i64> = std::iter::once(-1)
+            .chain((1..rank).map(|a| {
+                if axes.contains(&a) {
+                    1
+                } else {
+                    xd[a as usize - 1]
+                }
+            }))
+            .collect();
+        let n: i64 = axes.iter().map(|&a| xd[a as usize - 1]).product();
+        let mean = node.op_type() == "ReduceMean";
+        let y = node.output[0].clone();
+        let out = if cx.method.is_gradient() {
+            let g = if keep {
+                r
+            } else {
+                cx.e.reshape(&r, &kept, "g.kept")?
+            };
+            let g = if mean {
+                let k = cx.e.scalar(n as f32);
+                cx.e.div(&g, &k, "g.mean")?
+            } else {
+                g
+            };
+            let ones = cx.e.ones(&[vec![1], xd].concat(), "ones")?;
+            cx.e.mul(&g, &ones, "grad")?
+        } else {
+            let s = cx.e.sd(&r, &y, "s")?;
+            let s = if keep {
+                s
+            } else {
+                cx.e.reshape(&s, &kept, "s.kept")?
+            };
+            let s = if mean {
+                let k = cx.e.scalar(n as f32);
+                cx.e.div(&s, &k, "s.mean")?
+            } else {
+                s
+            };
+            cx.e.mul(&x, &s, "in")?
+        };
+        Ok(first_only(out, node.input.len()))
+    }
+}
