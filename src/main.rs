@@ -235,6 +235,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compile every model in a folder and check model_rap.onnx in tract and onnxruntime
+    ///
+    /// One row per .onnx file: node and op-type counts, whether it compiles, runs in tract and
+    /// in onnxruntime (through --python, which must have onnxruntime and numpy), the largest
+    /// difference of the two runtimes' relevance relative to max|R|, the conservation error
+    /// |sum R - logit| / |logit|, the number of linear layers with signed inputs (where RAP's
+    /// relevance doubles), and explain/forward time in tract (batch 1).
+    ///
+    /// Example: onnx-rap coverage models/zoo tests/data/light --out docs/COVERAGE.md
+    Coverage {
+        /// Folders of .onnx models
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
+        /// A Python with onnxruntime and numpy [default: .venv/bin/python if present, else python3]
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Write the Markdown table here (stdout always gets it)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Timed runs per model
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Compile without the cheaper equivalent forms (see `compile --exact`)
+        #[arg(long)]
+        exact: bool,
+        /// Print one JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Time the forward pass against the explanation (forward + relevance) in tract
     ///
     /// In one process: compile in memory, warm up, then K interleaved runs of the original
@@ -477,6 +506,86 @@ fn run(cli: Cli) -> Result<()> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+            }
+        }
+        Command::Coverage {
+            dirs,
+            python,
+            out,
+            runs,
+            exact,
+            json,
+        } => {
+            let opts = Options {
+                tuning: if exact {
+                    Tuning::none()
+                } else {
+                    Tuning::default()
+                },
+                ..Options::default()
+            };
+            let python = python.unwrap_or_else(|| {
+                let venv = PathBuf::from(".venv/bin/python");
+                if venv.exists() {
+                    venv
+                } else {
+                    PathBuf::from("python3")
+                }
+            });
+            let python = cli::coverage::has_onnxruntime(&python).then_some(python.clone());
+            if python.is_none() {
+                eprintln!(
+                    "warning: no onnxruntime in that Python: the onnxruntime column is not run"
+                );
+            }
+            let mut files = Vec::new();
+            for d in &dirs {
+                files.extend(cli::coverage::models_in(d)?);
+            }
+            let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                indicatif::ProgressBar::new(files.len() as u64)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let mut rows = Vec::new();
+            for f in &files {
+                bar.set_message(f.display().to_string());
+                let rap = cli::coverage::check(f, python.as_deref(), runs, &opts);
+                let zplus = Options {
+                    method: Method::LrpZPlus,
+                    ..opts.clone()
+                };
+                let control = cli::coverage::check(f, python.as_deref(), 1, &zplus);
+                rows.push(rap.with_control(control));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let table = cli::coverage::table(&rows);
+            if let Some(out) = &out {
+                // Into an existing document between its markers, else as the whole file.
+                let (begin, end) = ("<!-- coverage table -->", "<!-- end of coverage table -->");
+                let text = match std::fs::read_to_string(out) {
+                    Ok(doc) if doc.contains(begin) && doc.contains(end) => {
+                        let head = &doc[..doc.find(begin).unwrap_or(0) + begin.len()];
+                        let tail = &doc[doc.find(end).unwrap_or(doc.len())..];
+                        format!("{head}\n{table}{tail}")
+                    }
+                    _ => table.clone(),
+                };
+                std::fs::write(out, text)
+                    .map_err(|e| Error::Input(format!("{}: cannot write: {e}", out.display())))?;
+            }
+            if json {
+                println!("{}", cli::coverage::to_json(&rows));
+            } else {
+                print!("{table}");
+            }
+            let failed = rows.iter().filter(|r| !r.ok()).count();
+            if failed > 0 {
+                return Err(Error::Runtime(format!(
+                    "{failed} of {} models failed (listed above)",
+                    rows.len()
+                )));
             }
         }
         Command::Inspect { model, json } => {

@@ -38,7 +38,13 @@ impl Plan {
     /// constant subgraphs are folded first (see [`crate::fold`]).
     pub fn new(bytes: &[u8], inputs: &[Value], output_names: Vec<String>) -> Result<Plan> {
         let proto = crate::onnx::decode(bytes, "model")?;
-        let folded = crate::onnx::encode(&crate::fold::fold_constants(&proto)?);
+        let mut folded = crate::fold::fold_constants(&proto)?;
+        // Shape annotations of intermediate tensors are hints that may name the batch axis
+        // symbolically; tract would refuse to unify them with the fixed input shapes.
+        if let Some(g) = folded.graph.as_mut() {
+            g.value_info.clear();
+        }
+        let folded = crate::onnx::encode(&folded);
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &folded[..])
             .map_err(|e| runtime_err!("tract cannot load the model: {e:#}"))?;

@@ -106,7 +106,7 @@ fn two_inputs_need_a_choice() {
 fn output_must_be_batch_by_classes() {
     rejects_compile(
         "tests/data/not_a_classifier.onnx",
-        &["[N, 2, 6, 6]", "2-D [batch, classes]"],
+        &["[N, 2, 6, 6]", "[batch, classes]", "[batch, classes, 1, 1]"],
     );
 }
 

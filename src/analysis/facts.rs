@@ -33,6 +33,9 @@ pub struct Fact {
     pub dtype: Option<i32>,
     /// Shape, when its rank is known (dimensions may be symbolic).
     pub shape: Option<Vec<Dim>>,
+    /// The value, when inference computed it (small shape-like tensors: exporters compute
+    /// slice bounds and reshape targets from `Shape`; with static sizes they are constants).
+    pub value: Option<ndarray::ArrayD<f32>>,
 }
 
 impl Fact {
@@ -104,7 +107,20 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
                 })
                 .collect()
         });
-        facts.insert(name, Fact { dtype, shape });
+        let value = f
+            .value
+            .concretize()
+            .filter(|t| t.len() <= 1024)
+            .and_then(|t| t.cast_to::<f32>().ok().map(|c| c.into_owned()))
+            .and_then(|t| t.into_plain_array::<f32>().ok());
+        facts.insert(
+            name,
+            Fact {
+                dtype,
+                shape,
+                value,
+            },
+        );
     }
     Ok(facts)
 }

@@ -22,6 +22,8 @@ pub struct Roles {
     pub logits: String,
     /// Number of classes.
     pub classes: i64,
+    /// Rank of the logits: 2, or more with trailing axes of size 1.
+    pub logits_rank: usize,
     /// The linear node that makes the logits, if one does.
     pub output_layer: Option<NodeIndex>,
     /// Linear nodes whose data input is the model input (possibly through shape-only ops).
@@ -95,6 +97,8 @@ pub fn find_roles(
     let shape = facts.get(&logits).and_then(|f| f.shape.clone());
     let classes = match shape.as_deref() {
         Some([_, Dim::Known(c)]) => *c,
+        // [N, C, 1, 1]: a convolutional head without the final Flatten (SqueezeNet).
+        Some([_, Dim::Known(c), rest @ ..]) if rest.iter().all(|d| *d == Dim::Known(1)) => *c,
         other => {
             let shown = other
                 .map(|s| {
@@ -104,7 +108,7 @@ pub fn find_roles(
                 .unwrap_or_else(|| "unknown".into());
             return Err(bad_input!(
                 "{origin}: the explained output '{logits}' has shape {shown}; onnx-rap explains \
-                 classifiers whose output is a 2-D [batch, classes] tensor of logits"
+                 classifiers whose output is a [batch, classes] tensor of logits (or [batch, classes, 1, 1])"
             ));
         }
     };
@@ -174,10 +178,12 @@ pub fn find_roles(
             }
         }
     }
+    let logits_rank = shape.as_ref().map_or(2, |s| s.len());
     Ok(Roles {
         input,
         logits,
         classes,
+        logits_rank,
         output_layer,
         input_layers,
         path,

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compile;
+pub mod coverage;
 pub mod eval;
 pub mod explain;
 pub mod inspect;

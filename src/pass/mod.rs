@@ -74,9 +74,9 @@ pub fn compile_with_facts(
     origin: &str,
 ) -> Result<Model> {
     let opset = model.opset();
-    if opset < 11 {
+    if opset < 9 {
         return Err(bad_input!(
-            "{origin}: the model uses opset {opset}; onnx-rap needs opset 11 or later \
+            "{origin}: the model uses opset {opset}; onnx-rap needs opset 9 or later \
              (convert it with onnx.version_converter)"
         ));
     }
@@ -171,8 +171,20 @@ pub fn compile_with_facts(
     let range = e.const_i64("classes", &[roles.classes], &classes);
     let col = e.reshape(&target, &[-1, 1], "target.col")?;
     let hot = e.op("Equal", "onehot.eq", &[&col, &range], vec![])?;
-    let hot = e.op("Cast", "onehot", &[&hot], vec![make_int("to", 1)])?;
-    let seed = if opts.method.seeds_with_logit() {
+    let mut hot = e.op("Cast", "onehot", &[&hot], vec![make_int("to", 1)])?;
+    if roles.logits_rank > 2 {
+        let shape: Vec<i64> = [vec![-1, roles.classes], vec![1; roles.logits_rank - 2]].concat();
+        hot = e.reshape(&hot, &shape, "onehot.shape")?;
+    }
+    // RAP's first step turns the one-hot into relevance summing to the logit; where no dense
+    // layer makes the logits (a convolutional head), the seed is the logit itself instead.
+    let first_step = roles.logits_rank == 2
+        && roles
+            .output_layer
+            .and_then(|ix| graph.g[ix].op())
+            .is_some_and(|n| matches!(n.op_type(), "Gemm" | "MatMul"));
+    let rap_without_first_step = opts.method == Method::Rap && !first_step;
+    let seed = if opts.method.seeds_with_logit() || rap_without_first_step {
         e.mul(&roles.logits, &hot, "logit_onehot")?
     } else {
         hot
@@ -325,6 +337,46 @@ fn paint(e: &mut Emit, heat: &str) -> Result<String> {
     let table: Vec<u8> = heatmap::table().into_iter().flatten().collect();
     let t = e.const_u8("rgb.table", &[heatmap::LEVELS as i64, 3], &table);
     e.op("Gather", "rgb", &[&t, &idx], vec![make_int("axis", 0)])
+}
+
+/// The linear layers on the relevance path (the input layers aside) whose input can be
+/// negative: RAP runs both sign paths there and the relevance sum doubles (RAP_SPEC.md 7.3).
+pub fn signed_layers(
+    model: &Model,
+    facts: &Facts,
+    opts: &Options,
+    origin: &str,
+) -> Result<Vec<String>> {
+    let graph = &model.graph;
+    let roles = find_roles(
+        graph,
+        facts,
+        opts.input.as_deref(),
+        opts.output.as_deref(),
+        origin,
+    )?;
+    let signs = infer_signs(graph)?;
+    let mut out = Vec::new();
+    for &ix in &roles.path {
+        let Some(node) = graph.g[ix].op() else {
+            continue;
+        };
+        let linear = rule_for(node).is_some_and(|r| r.kind() == crate::rules::Kind::Linear);
+        if !linear || roles.input_layers.contains(&ix) {
+            continue;
+        }
+        let x = node.input.first().map(String::as_str).unwrap_or("");
+        if signs.get(x).copied().unwrap_or(crate::analysis::Sign::Any) == crate::analysis::Sign::Any
+        {
+            out.push(if node.name().is_empty() {
+                node.output[0].clone()
+            } else {
+                node.name().to_string()
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {

@@ -184,14 +184,39 @@ fn live(cx: &Cx, node: &NodeProto) -> Result<(String, String, bool, bool)> {
     let (la, lb) = (cx.dynamic.contains(&a), cx.dynamic.contains(&b));
     let y_dims = cx.sample_dims(node, &node.output[0])?;
     for (t, l) in [(&a, la), (&b, lb)] {
-        if l && cx.sample_dims(node, t)? != y_dims {
-            return Err(unsupported_use(
-                node,
-                "an activation broadcast against another tensor is not supported",
-            ));
+        if l {
+            let d = cx.sample_dims(node, t)?;
+            let fits =
+                d.len() == y_dims.len() && d.iter().zip(&y_dims).all(|(&x, &y)| x == y || x == 1);
+            if !fits {
+                return Err(unsupported_use(
+                    node,
+                    "an activation broadcast to another rank is not supported",
+                ));
+            }
         }
     }
     Ok((a, b, la, lb))
+}
+
+/// `r` (shaped like the output) brought back to the shape of `t` by summing over the axes
+/// `t` was broadcast along (a squeeze-excitation scale `[N, C, 1, 1]`, say).
+fn unbroadcast(cx: &mut Cx, node: &NodeProto, r: &str, t: &str, part: &str) -> Result<String> {
+    let (td, yd) = (
+        cx.sample_dims(node, t)?,
+        cx.sample_dims(node, &node.output[0])?,
+    );
+    let axes: Vec<i64> = td
+        .iter()
+        .zip(&yd)
+        .enumerate()
+        .filter(|(_, (&a, &b))| a != b)
+        .map(|(k, _)| k as i64 + 1)
+        .collect();
+    if axes.is_empty() {
+        return Ok(r.to_string());
+    }
+    cx.e.reduce("ReduceSum", r, &axes, true, part)
 }
 
 struct Mul;
@@ -215,23 +240,37 @@ impl Rule for Mul {
         let r = rel0(node, rel)?.to_string();
         let (a, b, la, lb) = live(cx, node)?;
         if cx.method.is_gradient() {
-            let ga = la.then(|| cx.e.mul(&r, &b, "grad.a")).transpose()?;
-            let gb = lb.then(|| cx.e.mul(&r, &a, "grad.b")).transpose()?;
+            let ga = if la {
+                let g = cx.e.mul(&r, &b, "grad.a.full")?;
+                Some(unbroadcast(cx, node, &g, &a, "grad.a")?)
+            } else {
+                None
+            };
+            let gb = if lb {
+                let g = cx.e.mul(&r, &a, "grad.b.full")?;
+                Some(unbroadcast(cx, node, &g, &b, "grad.b")?)
+            } else {
+                None
+            };
             return Ok(vec![ga, gb]);
         }
+        let to = |cx: &mut Cx, r: &str, t: &str, part: &str| unbroadcast(cx, node, r, t, part);
         Ok(match (la, lb) {
             // A rescaling by a constant: R passes (the z-rule of y = c x).
-            (true, false) => vec![Some(r), None],
-            (false, true) => vec![None, Some(r)],
+            (true, false) => vec![Some(to(cx, &r, &a, "in.a")?), None],
+            (false, true) => vec![None, Some(to(cx, &r, &b, "in.b")?)],
             (true, true) => match (is_gate(cx, &a), is_gate(cx, &b)) {
-                (false, true) => vec![Some(r), None],
-                (true, false) => vec![None, Some(r)],
+                (false, true) => vec![Some(to(cx, &r, &a, "in.a")?), None],
+                (true, false) => vec![None, Some(to(cx, &r, &b, "in.b")?)],
                 // No gate to tell them apart: half each (each half is the z-rule with the
                 // other factor held fixed).
                 _ => {
                     let h = cx.e.scalar(0.5);
                     let half = cx.e.mul(&r, &h, "half")?;
-                    vec![Some(half.clone()), Some(half)]
+                    vec![
+                        Some(to(cx, &half, &a, "in.a")?),
+                        Some(to(cx, &half, &b, "in.b")?),
+                    ]
                 }
             },
             (false, false) => vec![None, None],
@@ -256,14 +295,20 @@ impl Rule for Div {
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
-        let (_, b, la, lb) = live(cx, node)?;
+        let (a, b, la, lb) = live(cx, node)?;
         if cx.method.is_gradient() {
-            let ga = la.then(|| cx.e.div(&r, &b, "grad.a")).transpose()?;
+            let ga = if la {
+                let g = cx.e.div(&r, &b, "grad.a.full")?;
+                Some(unbroadcast(cx, node, &g, &a, "grad.a")?)
+            } else {
+                None
+            };
             let gb = if lb {
                 // d(a / b)/db = -(a / b) / b = -y / b.
                 let q = cx.e.div(&node.output[0], &b, "y_b")?;
                 let q = cx.e.neg(&q, "dy")?;
-                Some(cx.e.mul(&r, &q, "grad.b")?)
+                let g = cx.e.mul(&r, &q, "grad.b.full")?;
+                Some(unbroadcast(cx, node, &g, &b, "grad.b")?)
             } else {
                 None
             };
@@ -271,7 +316,12 @@ impl Rule for Div {
         }
         // The numerator carries the signal; a divisor (a constant or a normaliser computed
         // from the activations) takes no relevance.
-        Ok(vec![la.then_some(r), None])
+        let ra = if la {
+            Some(unbroadcast(cx, node, &r, &a, "in.a")?)
+        } else {
+            None
+        };
+        Ok(vec![ra, None])
     }
 }
 
@@ -287,19 +337,32 @@ impl Rule for Sub {
         let r = rel0(node, rel)?.to_string();
         let (a, b, la, lb) = live(cx, node)?;
         if cx.method.is_gradient() {
-            let gb = lb.then(|| cx.e.neg(&r, "grad.b")).transpose()?;
-            return Ok(vec![la.then_some(r), gb]);
+            let ga = if la {
+                Some(unbroadcast(cx, node, &r, &a, "grad.a")?)
+            } else {
+                None
+            };
+            let gb = if lb {
+                let n = cx.e.neg(&r, "grad.b.full")?;
+                Some(unbroadcast(cx, node, &n, &b, "grad.b")?)
+            } else {
+                None
+            };
+            return Ok(vec![ga, gb]);
         }
         Ok(match (la, lb) {
-            (true, false) => vec![Some(r), None],
-            (false, true) => vec![None, Some(r)],
+            (true, false) => vec![Some(unbroadcast(cx, node, &r, &a, "in.a")?), None],
+            (false, true) => vec![None, Some(unbroadcast(cx, node, &r, &b, "in.b")?)],
             // The z-rule of y = a - b: contributions a and -b.
             (true, true) => {
                 let s = cx.e.sd(&r, &node.output[0], "s")?;
-                let ra = cx.e.mul(&a, &s, "in.a")?;
+                let ra = cx.e.mul(&a, &s, "in.a.full")?;
                 let nb = cx.e.mul(&b, &s, "in.b.pos")?;
-                let rb = cx.e.neg(&nb, "in.b")?;
-                vec![Some(ra), Some(rb)]
+                let rb = cx.e.neg(&nb, "in.b.full")?;
+                vec![
+                    Some(unbroadcast(cx, node, &ra, &a, "in.a")?),
+                    Some(unbroadcast(cx, node, &rb, &b, "in.b")?),
+                ]
             }
             (false, false) => vec![None, None],
         })

@@ -131,7 +131,8 @@ impl<'g> Emit<'g> {
 
     /// `[a == 0]` as float.
     pub fn is_zero(&mut self, a: &str, part: &str) -> Result<String> {
-        if self.sign_masks {
+        // Equal takes floats from opset 11 on; the sign form works at every opset.
+        if self.sign_masks || self.opset < 11 {
             let one = self.scalar(1.0);
             let nz = self.nonzero_of(a, &format!("{part}.nz"))?;
             return self.sub(&one, &nz, part);

@@ -40,6 +40,8 @@ struct Lin {
     /// The layer's output `y` and the bias (with its factor) that makes `y = F(x; W) + b`.
     y: String,
     y_bias: Option<(String, f32)>,
+    /// Every weight is known to be >= 0 (then W+ = W and |W-| = 0).
+    w_nonneg: bool,
 }
 
 impl Lin {
@@ -59,7 +61,8 @@ impl Lin {
     /// `F(x; w)` without bias.
     fn f(&self, cx: &mut Cx, x: &str, w: &str, part: &str) -> Result<String> {
         match &self.conv {
-            None if self.rank > 2 => {
+            // MatMul on [N, ..., D], and Gemm before opset 11 (its C input was required).
+            None if self.rank > 2 || cx.e.opset() < 11 => {
                 let wt = cx.e.op(
                     "Transpose",
                     &format!("{part}.wt"),
@@ -176,6 +179,11 @@ struct Parts {
     stack: Option<String>,
 }
 
+/// Whether every value of the constant weight `w`, times `alpha`, is >= 0.
+fn nonneg(cx: &Cx, w: &str, alpha: f32) -> bool {
+    alpha >= 0.0 && cx.constant(w).is_some_and(|a| a.iter().all(|&v| v >= 0.0))
+}
+
 fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
     let x = input(node, 0)?;
     let wt = input(node, 1)?;
@@ -208,6 +216,7 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                 .filter(|s| !s.is_empty())
                 .map(|b| (b.clone(), 1.0));
             Ok(Lin {
+                w_nonneg: nonneg(cx, wt, 1.0),
                 y: y.to_string(),
                 y_bias,
                 conv: Some((win, group)),
@@ -261,6 +270,7 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                 bias = Some((b.clone(), beta));
             }
             Ok(Lin {
+                w_nonneg: nonneg(cx, wt, alpha),
                 y: node.output[0].clone(),
                 y_bias: bias.clone(),
                 conv: None,
@@ -435,6 +445,20 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
     let mut total: Option<String> = None;
     for (v, tag) in sign_paths(cx, x)? {
         let c = match method {
+            Method::Rap if lin.w_nonneg => {
+                // No negative weight: Z2 = 0, so g = 0, rho = [Z1 != 0] and s2 = 0; what is
+                // left is s1 = sd(R, Z1) (FC) or sd(R+, Z1) (Conv) back through W itself.
+                let z1 = lin.f(cx, &v, &lin.w, &format!("{tag}.z1"))?;
+                let num = if lin.conv.is_none() {
+                    r.to_string()
+                } else {
+                    cx.e.relu(r, &format!("{tag}.rpos"))?
+                };
+                let s1 = cx.e.sd(&num, &z1, &format!("{tag}.s1"))?;
+                let back = lin.ft(cx, &s1, &lin.w, &format!("{tag}.back"))?;
+                let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
+                shift(cx, &c, r, lin.rank, rank_out, tag)?
+            }
             Method::Rap => {
                 let (z1, z2) = if v == x && cx.tuning.z2_from_output {
                     // x >= 0: F(x; W) = Z1 - Z2 is the layer's own output less its bias, so

@@ -233,7 +233,22 @@ impl Cx<'_, '_> {
                     let v = crate::onnx::attr::tensor(n, "value").ok().flatten()?;
                     return crate::onnx::tensor::to_f32(v).ok();
                 }
-                _ => return None,
+                // A filled tensor of a constant shape (weights of the onnx "light" models).
+                Some(n) if n.op_type() == "ConstantOfShape" && !n.input.is_empty() => {
+                    let shape = self.constant(&n.input[0])?;
+                    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+                    let fill = match crate::onnx::attr::tensor(n, "value").ok().flatten() {
+                        Some(v) => crate::onnx::tensor::to_f32(v)
+                            .ok()?
+                            .iter()
+                            .next()
+                            .copied()?,
+                        None => 0.0,
+                    };
+                    return Some(ndarray::ArrayD::from_elem(ndarray::IxDyn(&dims), fill));
+                }
+                // Computed from shapes only: inference knows its value.
+                _ => return self.facts.get(t).and_then(|f| f.value.clone()),
             }
         }
     }

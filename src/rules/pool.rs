@@ -116,9 +116,14 @@ impl Rule for MaxPool {
         let patches =
             cx.e.op("Conv", "windows", &[&xr, &onehot], win.conv_attrs())?;
         let yr = cx.e.reshape(&y, &with_batch(&win.output, 1), "y.planes")?;
-        let eq = cx.e.op("Equal", "is_max.eq", &[&patches, &yr], vec![])?;
-        let eq =
-            cx.e.op("Cast", "is_max", &[&eq], vec![attr::make_int("to", 1)])?;
+        let eq = if cx.e.opset() >= 11 {
+            let eq = cx.e.op("Equal", "is_max.eq", &[&patches, &yr], vec![])?;
+            cx.e.op("Cast", "is_max", &[&eq], vec![attr::make_int("to", 1)])?
+        } else {
+            // Equal takes no floats before opset 11: [patch - y == 0] instead.
+            let d = cx.e.sub(&patches, &yr, "is_max.diff")?;
+            cx.e.is_zero(&d, "is_max")?
+        };
         let ones: Vec<i64> = vec![1; win.kernel.len()];
         let before = cx.e.op(
             "Conv",

@@ -12,6 +12,9 @@ use crate::onnx::proto::NodeProto;
 
 pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("Add", &Add);
+    reg.insert("Sum", &Sum);
+    reg.insert("Shape", &ShapeOf);
+    reg.insert("Size", &ShapeOf);
     reg.insert("Concat", &Concat);
     for op in ["Flatten", "Reshape", "Squeeze", "Unsqueeze"] {
         reg.insert(op, &Reshape);
@@ -19,6 +22,20 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
 }
 
 struct Add;
+struct Sum;
+struct ShapeOf;
+
+/// Shape / Size read an activation's dimensions, not its values: no relevance goes back.
+impl Rule for ShapeOf {
+    fn backward(
+        &self,
+        _: &mut Cx,
+        node: &NodeProto,
+        _: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        Ok(vec![None; node.input.len().max(1)])
+    }
+}
 struct Concat;
 struct Reshape;
 
@@ -66,6 +83,51 @@ impl Rule for Add {
             (false, true) => Ok(vec![None, Some(r)]),
             (false, false) => Ok(vec![None, None]),
         }
+    }
+}
+
+/// Sum of any number of tensors (the residual join of older exports): the z-rule as for Add.
+impl Rule for Sum {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        common_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let y = node.output[0].clone();
+        let y_dims = cx.sample_dims(node, &y)?;
+        let live: Vec<&String> = node
+            .input
+            .iter()
+            .filter(|t| cx.dynamic.contains(*t))
+            .collect();
+        for t in &live {
+            if cx.sample_dims(node, t)? != y_dims {
+                return Err(unsupported_use(node, "a broadcasting Sum of activations"));
+            }
+        }
+        if live.len() == 1 || cx.method.is_gradient() {
+            // One activation plus constants, or a gradient: each live input gets all of it.
+            return Ok(node
+                .input
+                .iter()
+                .map(|t| cx.dynamic.contains(t).then(|| r.clone()))
+                .collect());
+        }
+        let s = cx.e.sd(&r, &y, "s")?;
+        let mut out = Vec::new();
+        for (k, t) in node.input.iter().enumerate() {
+            out.push(if cx.dynamic.contains(t) {
+                Some(cx.e.mul(t, &s, &format!("in{k}"))?)
+            } else {
+                None
+            });
+        }
+        Ok(out)
     }
 }
 

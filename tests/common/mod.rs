@@ -36,7 +36,7 @@ pub enum Feed {
 pub fn run_ort(model: &Path, feeds: &[(&str, Feed)]) -> HashMap<String, ArrayD<f32>> {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
-        root().join("tests/python/ort_run.py").display().to_string(),
+        root().join("scripts/ort_run.py").display().to_string(),
         model.display().to_string(),
         dir.path().display().to_string(),
     ];

@@ -1,4 +1,5 @@
-"""Run an ONNX model in onnxruntime: the second runtime of the onnx-rap tests.
+"""Run an ONNX model in onnxruntime: the second runtime of the onnx-rap tests and of
+`onnx-rap coverage` (which embeds this file).
 
 usage: ort_run.py MODEL OUT_DIR NAME=FILE.npy [NAME=FILE.npy ...]
 

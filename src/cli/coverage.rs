@@ -1,0 +1,372 @@
+//! `onnx-rap coverage DIR`: compile every model in a folder and check model_rap.onnx in two
+//! runtimes: tract (in process) and onnxruntime (through a Python that has it, running the
+//! embedded `scripts/ort_run.py`). One row per model: ops, compiles, runs in each runtime,
+//! agreement, conservation, explain/forward time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::{read_npy, write_npy};
+use serde_json::{json, Value as Json};
+
+use crate::analysis::{find_roles, infer_facts};
+use crate::bad_input;
+use crate::error::{Error, Result};
+use crate::ir;
+use crate::pass::{compile_with_facts, signed_layers, Options, RELEVANCE};
+use crate::runtime::{Plan, Value};
+
+const ORT_RUN: &str = include_str!("../../scripts/ort_run.py");
+
+/// One model's row.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub file: String,
+    pub nodes: usize,
+    /// Op types and their counts.
+    pub ops: BTreeMap<String, usize>,
+    /// None when it compiled; else the reason.
+    pub compile_error: Option<String>,
+    pub tract_error: Option<String>,
+    pub ort_error: Option<String>,
+    /// max |R_tract - R_ort| / max |R_tract|.
+    pub agreement: Option<f64>,
+    /// |sum R - logit_t| / |logit_t| (tract).
+    pub conservation: Option<f64>,
+    /// Linear layers with signed input (RAP doubles there).
+    pub signed_layers: usize,
+    pub forward_s: Option<f64>,
+    pub explain_s: Option<f64>,
+    /// The same two checks with LRP z+ (a control: its rules have no discontinuous masks
+    /// besides safe division, and it conserves on every architecture).
+    pub zplus_agreement: Option<f64>,
+    pub zplus_conservation: Option<f64>,
+    pub zplus_error: Option<String>,
+}
+
+impl Row {
+    pub fn ok(&self) -> bool {
+        self.compile_error.is_none()
+            && self.tract_error.is_none()
+            && self.ort_error.is_none()
+            && self.zplus_error.is_none()
+    }
+
+    /// Add the z+ control run's numbers (or its failure) to this row.
+    pub fn with_control(mut self, z: Row) -> Row {
+        self.zplus_agreement = z.agreement;
+        self.zplus_conservation = z.conservation;
+        self.zplus_error = z.compile_error.or(z.tract_error).or(z.ort_error);
+        self
+    }
+
+    pub fn to_json(&self) -> Json {
+        json!({
+            "file": self.file,
+            "nodes": self.nodes,
+            "ops": self.ops,
+            "compile_error": self.compile_error,
+            "tract_error": self.tract_error,
+            "onnxruntime_error": self.ort_error,
+            "agreement": self.agreement,
+            "conservation": self.conservation,
+            "signed_layers": self.signed_layers,
+            "forward_s": self.forward_s,
+            "explain_s": self.explain_s,
+            "ratio": self.explain_s.zip(self.forward_s).map(|(e, f)| e / f),
+            "zplus_agreement": self.zplus_agreement,
+            "zplus_conservation": self.zplus_conservation,
+            "zplus_error": self.zplus_error,
+        })
+    }
+}
+
+/// The rows as a Markdown table.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| model | nodes | op types | compiles | tract | onnxruntime | RAP: max\\|tract-ort\\| / max\\|R\\| | RAP: conservation error | signed layers | explain/forward | z+: tract-ort | z+: conservation |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mark = |e: &Option<String>, ran: bool| match (e, ran) {
+        (Some(_), _) => "no".to_string(),
+        (None, true) => "yes".to_string(),
+        (None, false) => "—".to_string(),
+    };
+    for r in rows {
+        let compiled = r.compile_error.is_none();
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.file,
+            r.nodes,
+            r.ops.len(),
+            mark(&r.compile_error, true),
+            mark(&r.tract_error, compiled),
+            mark(&r.ort_error, compiled),
+            r.agreement.map_or("—".into(), |v| format!("{v:.1e}")),
+            r.conservation.map_or("—".into(), |v| format!("{v:.1e}")),
+            r.signed_layers,
+            r.explain_s
+                .zip(r.forward_s)
+                .map_or("—".into(), |(e, f)| format!("{:.2}", e / f)),
+            r.zplus_agreement.map_or("—".into(), |v| format!("{v:.1e}")),
+            r.zplus_conservation
+                .map_or("—".into(), |v| format!("{v:.1e}")),
+        );
+    }
+    let failures: Vec<&Row> = rows.iter().filter(|r| !r.ok()).collect();
+    if !failures.is_empty() {
+        s += "\nFailures:\n\n";
+        for r in failures {
+            let why = r
+                .compile_error
+                .as_ref()
+                .or(r.tract_error.as_ref())
+                .or(r.ort_error.as_ref())
+                .or(r.zplus_error.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            s += &format!("- `{}`: {}\n", r.file, why.replace('\n', " "));
+        }
+    }
+    s
+}
+
+/// A fixed pseudo-random standard-normal-ish input (sum of uniforms), seed per model.
+fn input_for(dims: &[usize], seed: u64) -> ArrayD<f32> {
+    let mut g = crate::metrics::SplitMix64(seed);
+    ArrayD::from_shape_fn(IxDyn(dims), |_| {
+        ((0..4).map(|_| g.next_f64()).sum::<f64>() - 2.0) as f32 * 1.7
+    })
+}
+
+fn first_line(e: &Error) -> String {
+    e.to_string().lines().next().unwrap_or("").to_string()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Run a model file in onnxruntime through `python`; outputs by name.
+fn run_ort(
+    python: &Path,
+    model: &Path,
+    feeds: &[(&str, &ArrayD<f32>)],
+    dir: &Path,
+) -> std::result::Result<BTreeMap<String, ArrayD<f32>>, String> {
+    let script = dir.join("ort_run.py");
+    std::fs::write(&script, ORT_RUN).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg(model).arg(dir);
+    for (k, (name, a)) in feeds.iter().enumerate() {
+        let p = dir.join(format!("in_{k}.npy"));
+        write_npy(&p, *a).map_err(|e| e.to_string())?;
+        cmd.arg(format!("{name}={}", p.display()));
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(last.to_string());
+    }
+    let names = std::fs::read_to_string(dir.join("outputs.txt")).map_err(|e| e.to_string())?;
+    let mut res = BTreeMap::new();
+    for (k, name) in names.lines().enumerate() {
+        let p = dir.join(format!("out_{k}.npy"));
+        if let Ok(a) = read_npy::<_, ArrayD<f32>>(&p) {
+            res.insert(name.to_string(), a);
+        }
+    }
+    Ok(res)
+}
+
+/// Check one model. `python`: a Python with onnxruntime (None: onnxruntime is not run).
+pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) -> Row {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut row = Row {
+        file,
+        ..Row::default()
+    };
+    let origin = path.display().to_string();
+    let model = match super::load_model(path) {
+        Ok(m) => m,
+        Err(e) => {
+            row.compile_error = Some(first_line(&e));
+            return row;
+        }
+    };
+    for ix in model.graph.topo_order().unwrap_or_default() {
+        if let Some(n) = model.graph.g[ix].op() {
+            row.nodes += 1;
+            *row.ops.entry(n.op_type().to_string()).or_default() += 1;
+        }
+    }
+    let prepared = (|| -> Result<_> {
+        let facts = infer_facts(&ir::export(&model)?, &origin)?;
+        let mut compiled = compile_with_facts(&model, &facts, opts, &origin)?;
+        let roles = find_roles(&model.graph, &facts, None, None, &origin)?;
+        let signed = signed_layers(&model, &facts, opts, &origin)?.len();
+        // Outputs: the explained logits, then the relevance.
+        compiled.graph.outputs.retain(|o| o.name() == RELEVANCE);
+        compiled.graph.outputs.insert(
+            0,
+            crate::onnx::proto::ValueInfoProto {
+                name: Some(roles.logits.clone()),
+                ..Default::default()
+            },
+        );
+        let sample: Vec<usize> = facts
+            .get(&roles.input)
+            .and_then(|f| f.sample_dims())
+            .ok_or_else(|| bad_input!("{origin}: the input shape is not known"))?
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        Ok((compiled, roles, sample, signed))
+    })();
+    let (compiled, roles, sample, signed) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            row.compile_error = Some(first_line(&e));
+            return row;
+        }
+    };
+    row.signed_layers = signed;
+    let dims: Vec<usize> = std::iter::once(1).chain(sample).collect();
+    let seed = row
+        .file
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let x = input_for(&dims, seed);
+
+    let bytes = match ir::export(&compiled) {
+        Ok(p) => crate::onnx::encode(&p),
+        Err(e) => {
+            row.compile_error = Some(first_line(&e));
+            return row;
+        }
+    };
+    let tract = (|| -> Result<(ArrayD<f32>, ArrayD<f32>, f64, f64)> {
+        let plan = Plan::new(&bytes, &[Value::F32(x.clone())], vec![])?;
+        let fwd_bytes = crate::onnx::encode(&ir::export(&model)?);
+        let fwd = Plan::new(&fwd_bytes, &[Value::F32(x.clone())], vec![])?;
+        let input = [Value::F32(x.clone())];
+        let mut out = plan.run(&input)?;
+        fwd.run(&input)?;
+        let (mut tf, mut te) = (Vec::new(), Vec::new());
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            fwd.run(&input)?;
+            tf.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            out = plan.run(&input)?;
+            te.push(t.elapsed().as_secs_f64());
+        }
+        let rel = out.pop().map(|o| o.1).unwrap_or_default();
+        let logits = out.pop().map(|o| o.1).unwrap_or_default();
+        Ok((logits, rel, median(tf), median(te)))
+    })();
+    let (logits, rel) = match tract {
+        Ok((l, r, f, e)) => {
+            row.forward_s = Some(f);
+            row.explain_s = Some(e);
+            (l, r)
+        }
+        Err(e) => {
+            row.tract_error = Some(first_line(&e));
+            return row;
+        }
+    };
+    let t = logits
+        .iter()
+        .enumerate()
+        .fold((0, f32::MIN), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
+    let sum: f64 = rel.iter().map(|&v| v as f64).sum();
+    row.conservation = Some((sum - t.1 as f64).abs() / (t.1 as f64).abs().max(1e-12));
+
+    let Some(python) = python else {
+        row.ort_error = Some("not run: no Python with onnxruntime given".into());
+        return row;
+    };
+    let dir = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            row.ort_error = Some(e);
+            return row;
+        }
+    };
+    let file = dir.join("model_rap.onnx");
+    let res = std::fs::write(&file, &bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|_| run_ort(python, &file, &[(roles.input.as_str(), &x)], &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    match res {
+        Ok(outs) => match outs.get(RELEVANCE) {
+            Some(o) if o.shape() == rel.shape() => {
+                let scale = rel.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
+                let diff = rel
+                    .iter()
+                    .zip(o.iter())
+                    .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+                row.agreement = Some((diff / scale) as f64);
+            }
+            _ => {
+                row.ort_error =
+                    Some("onnxruntime returned no relevance of the input's shape".into())
+            }
+        },
+        Err(e) => row.ort_error = Some(e),
+    }
+    row
+}
+
+fn tempfile_dir() -> std::result::Result<PathBuf, String> {
+    let base = std::env::temp_dir();
+    for k in 0..1000u32 {
+        let d = base.join(format!("onnx-rap-coverage-{}-{k}", std::process::id()));
+        if std::fs::create_dir(&d).is_ok() {
+            return Ok(d);
+        }
+    }
+    Err("cannot create a temporary folder".into())
+}
+
+/// The .onnx files of `dir`, sorted.
+pub fn models_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| bad_input!("{}: cannot list the folder: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(bad_input!("{}: no .onnx files here", dir.display()));
+    }
+    Ok(v)
+}
+
+/// Whether `python` can import onnxruntime.
+pub fn has_onnxruntime(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import onnxruntime, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Rows as one JSON array.
+pub fn to_json(rows: &[Row]) -> Json {
+    Json::Array(rows.iter().map(Row::to_json).collect())
+}
