@@ -191,6 +191,12 @@ def main():
     np.save(os.path.join(OUT, "tiny_ops_input.npy"),
             np.random.default_rng(17).standard_normal((2, 2, 6, 6)).astype(np.float32))
 
+    # ConvTranspose layers (strided with output_padding, grouped) and an Einsum that is a
+    # matrix product, between Relus: z+ must conserve exactly through them.
+    save(tiny_deconv(), "tiny_deconv.onnx")
+    np.save(os.path.join(OUT, "tiny_deconv_input.npy"),
+            np.random.default_rng(23).standard_normal((2, 2, 5, 5)).astype(np.float32))
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -265,6 +271,28 @@ def tiny_ops():
              c("shape3", [0, 12, 16]), w("mw", 16, 5), c("idx", [0, 3, 3, 7]),
              c("scale", 0.5, np.float32), c("ax1", [1]), c("ax2", [1]), c("idx0", 5), w("fw", 3, 10), w("fb", 3)]
     return model(nodes, inits, [vi("x", "N", 2, 6, 6)], [vi("logits", "N", 3)], opset=18, name="tiny_ops")
+
+
+def tiny_deconv():
+    g = np.random.default_rng(29)
+    w = lambda name, *shape: numpy_helper.from_array((g.standard_normal(shape) * 0.5).astype(np.float32), name)
+    n = helper.make_node
+    nodes = [
+        n("ConvTranspose", ["x", "d1w", "d1b"], ["d1"], name="deconv_s2", strides=[2, 2],
+          pads=[1, 1, 1, 1], output_padding=[1, 1], kernel_shape=[3, 3]),      # 4 x 10 x 10
+        n("Relu", ["d1"], ["r1"], name="relu1"),
+        n("ConvTranspose", ["r1", "d2w"], ["d2"], name="deconv_grouped", group=2,
+          pads=[0, 1, 0, 1], kernel_shape=[2, 3]),                              # 4 x 11 x 10
+        n("Relu", ["d2"], ["r2"], name="relu2"),
+        n("Transpose", ["r2"], ["t"], name="to_nhwc", perm=[0, 2, 3, 1]),      # 11 x 10 x 4
+        n("Einsum", ["t", "ew"], ["e"], name="einsum_dense", equation="nhwc,cd->nhwd"),  # 11 x 10 x 5
+        n("Relu", ["e"], ["r3"], name="relu3"),
+        n("ReduceMean", ["r3", "axes"], ["m"], name="mean_hw", keepdims=0),   # 5
+        n("Gemm", ["m", "fw", "fb"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [w("d1w", 2, 4, 3, 3), w("d1b", 4), w("d2w", 4, 2, 2, 3), w("ew", 4, 5),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "axes"), w("fw", 3, 5), w("fb", 3)]
+    return model(nodes, inits, [vi("x", "N", 2, 5, 5)], [vi("logits", "N", 3)], opset=18, name="tiny_deconv")
 
 
 def tiny_cnn_copy(m):

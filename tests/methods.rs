@@ -252,3 +252,36 @@ fn every_method_runs_through_the_new_ops_alike_in_both_runtimes() {
         );
     }
 }
+
+#[test]
+fn conv_transpose_and_einsum_are_true_transposes() {
+    // z+ conserves exactly when every emitted transpose is the adjoint of its forward op (all
+    // layers here see Relu outputs or the input); the gradient checks the same routing, and the
+    // two runtimes must agree for every method.
+    let model = "tests/data/tiny_deconv.onnx";
+    let x = npy_f32(&root().join("tests/data/tiny_deconv_input.npy"));
+    let b = compile_file(&root().join(model), &opts(Method::LrpZPlus));
+    let out = run_tract(&b, vec![Value::F32(x.clone())]);
+    let logits = &out[&output_names(&b)[0]];
+    for (i, s) in sums(&out["relevance"]).iter().enumerate() {
+        let l = logits
+            .index_axis(Axis(0), i)
+            .iter()
+            .fold(f32::MIN, |a, &v| a.max(v)) as f64;
+        assert!(
+            (s - l).abs() <= 1e-4 * l.abs().max(1.0),
+            "sample {i}: sum {s} vs logit {l}"
+        );
+    }
+    check_gradient(model, x.clone());
+    for m in Method::ALL {
+        let bytes = compile_file(&root().join(model), &opts(m));
+        let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("m.onnx");
+        std::fs::write(&p, &bytes).unwrap();
+        let o = run_ort(&p, &[("x", Feed::F32(x.clone()))]);
+        let err = rel_err_per_sample(&t["relevance"], &o["relevance"]);
+        assert!(err.iter().all(|&e| e <= 1e-4), "{}: {err:?}", m.name());
+    }
+}

@@ -93,8 +93,59 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     let mut m = parsed.model;
     // Analysis may stop early on ops tract does not know; what it found is still useful.
     let _ = m.analyse(false);
+    let mut facts = collect(&m, &parsed.outlets_by_name);
+    // Some ops (ConvTranspose) are not inferred with a symbolic batch: where shapes are
+    // missing, analyse again with a batch of 1 and take those shapes, batch axis symbolic.
+    if facts.values().any(|f| f.shape.is_none()) {
+        if let Ok(parsed1) = onnx.parse(&proto, None) {
+            let mut m1 = parsed1.model;
+            if fix_batch(&mut m1) {
+                let _ = m1.analyse(false);
+                for (name, f1) in collect(&m1, &parsed1.outlets_by_name) {
+                    let entry = facts.entry(name).or_default();
+                    if entry.shape.is_none() {
+                        entry.shape = f1.shape.map(|mut s| {
+                            if let Some(d0) = s.first_mut() {
+                                *d0 = Dim::Sym("batch".into());
+                            }
+                            s
+                        });
+                        entry.dtype = entry.dtype.or(f1.dtype);
+                    }
+                }
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// Set every symbolic leading dimension of the model inputs to 1.
+fn fix_batch(m: &mut InferenceModel) -> bool {
+    let n = m.input_outlets().map(|o| o.len()).unwrap_or(0);
+    for i in 0..n {
+        let Ok(f) = m.input_fact(i) else {
+            return false;
+        };
+        let mut f = f.clone();
+        if let Some(dims) = f.shape.concretize() {
+            let mut dims: Vec<TDim> = dims.to_vec();
+            if let Some(d0) = dims.first_mut() {
+                if d0.to_i64().is_err() {
+                    *d0 = 1.into();
+                }
+            }
+            f = f.with_shape(dims);
+        }
+        if m.set_input_fact(i, f).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn collect(m: &InferenceModel, outlets: &HashMap<String, OutletId>) -> Facts {
     let mut facts = Facts::new();
-    for (name, outlet) in parsed.outlets_by_name {
+    for (name, &outlet) in outlets {
         let Ok(f) = m.outlet_fact(outlet) else {
             continue;
         };
@@ -114,7 +165,7 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
             .and_then(|t| t.cast_to::<f32>().ok().map(|c| c.into_owned()))
             .and_then(|t| t.into_plain_array::<f32>().ok());
         facts.insert(
-            name,
+            name.clone(),
             Fact {
                 dtype,
                 shape,
@@ -122,5 +173,5 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
             },
         );
     }
-    Ok(facts)
+    facts
 }

@@ -290,6 +290,13 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
             return row;
         }
     };
+    let bad = rel.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        row.tract_error = Some(format!(
+            "the relevance has {bad} non-finite values in tract"
+        ));
+        return row;
+    }
     let t = logits
         .iter()
         .enumerate()
@@ -315,6 +322,9 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
     let _ = std::fs::remove_dir_all(&dir);
     match res {
         Ok(outs) => match outs.get(RELEVANCE) {
+            Some(o) if o.iter().any(|v| !v.is_finite()) => {
+                row.ort_error = Some("the relevance has non-finite values in onnxruntime".into())
+            }
             Some(o) if o.shape() == rel.shape() => {
                 let scale = rel.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
                 let diff = rel

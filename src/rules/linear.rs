@@ -20,6 +20,43 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("Gemm", &LinearRule);
     reg.insert("MatMul", &LinearRule);
     reg.insert("Conv", &LinearRule);
+    reg.insert("ConvTranspose", &LinearRule);
+    reg.insert("Einsum", &LinearRule);
+}
+
+/// An Einsum that is a matrix product, `<batch>ij,jk-><batch>ik` (the same letters, any
+/// names), as the equivalent MatMul node; None for any other equation.
+fn einsum_as_matmul(node: &NodeProto) -> Option<NodeProto> {
+    let eq: String = attr::string(node, "equation")
+        .ok()??
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let (lhs, out) = eq.split_once("->")?;
+    let (a, b) = lhs.split_once(',')?;
+    let (a, b, out): (Vec<char>, Vec<char>, Vec<char>) = (
+        a.chars().collect(),
+        b.chars().collect(),
+        out.chars().collect(),
+    );
+    if a.len() < 2 || b.len() < 2 || a.len() != out.len() || node.input.len() != 2 {
+        return None;
+    }
+    let (i, j) = (a[a.len() - 2], a[a.len() - 1]);
+    let (j2, k) = (b[b.len() - 2], b[b.len() - 1]);
+    let batch = &a[..a.len() - 2];
+    let b_batch = &b[..b.len() - 2];
+    let plain = j == j2
+        && out[..out.len() - 2] == *batch
+        && out[out.len() - 2..] == [i, k]
+        && (b_batch.is_empty() || b_batch == batch)
+        && !a.contains(&'.')
+        && [i, j, k].iter().all(|c| !batch.contains(c));
+    plain.then(|| NodeProto {
+        op_type: Some("MatMul".into()),
+        attribute: Vec::new(),
+        ..node.clone()
+    })
 }
 
 struct LinearRule;
@@ -42,6 +79,9 @@ struct Lin {
     y_bias: Option<(String, f32)>,
     /// Every weight is known to be >= 0 (then W+ = W and |W-| = 0).
     w_nonneg: bool,
+    /// A ConvTranspose layer: F is the node's own ConvTranspose (these attributes), Ft the
+    /// Conv of `conv`'s window (which then maps the output grid back to the input grid).
+    deconv: Option<Vec<crate::onnx::proto::AttributeProto>>,
 }
 
 impl Lin {
@@ -58,8 +98,20 @@ impl Lin {
         }
     }
 
+    /// The weight axis of output channels (stacking axis): 1 for ConvTranspose.
+    fn w_out_axis(&self) -> i64 {
+        if self.deconv.is_some() {
+            1
+        } else {
+            0
+        }
+    }
+
     /// `F(x; w)` without bias.
     fn f(&self, cx: &mut Cx, x: &str, w: &str, part: &str) -> Result<String> {
+        if let Some(attrs) = &self.deconv {
+            return cx.e.op("ConvTranspose", part, &[x, w], attrs.clone());
+        }
         match &self.conv {
             // MatMul on [N, ..., D], and Gemm before opset 11 (its C input was required).
             None if self.rank > 2 || cx.e.opset() < 11 => {
@@ -82,6 +134,12 @@ impl Lin {
 
     /// `Ft(s; w)`: the transpose of F, back to the input's shape.
     fn ft(&self, cx: &mut Cx, s: &str, w: &str, part: &str) -> Result<String> {
+        if self.deconv.is_some() {
+            let (win, g) = self.conv.as_ref().expect("a deconv has a window");
+            let mut a = win.conv_attrs();
+            a.push(make_int("group", *g));
+            return cx.e.op("Conv", part, &[s, w], a);
+        }
         match &self.conv {
             None => cx.e.op("MatMul", part, &[s, w], vec![]),
             Some((win, g)) => {
@@ -217,12 +275,48 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                 .map(|b| (b.clone(), 1.0));
             Ok(Lin {
                 w_nonneg: nonneg(cx, wt, 1.0),
+                deconv: None,
                 y: y.to_string(),
                 y_bias,
                 conv: Some((win, group)),
                 w: wt.to_string(),
                 bias: None,
                 c: w_shape[0],
+                rank,
+                x_dims,
+            })
+        }
+        "ConvTranspose" => {
+            let y = node.output.first().map(String::as_str).unwrap_or("");
+            let y_dims = cx.sample_dims(node, y)?;
+            if w_shape.len() < 3 || y_dims.len() + 1 != rank {
+                return Err(unsupported_use(node, "unexpected weight or output rank"));
+            }
+            if attr::string(node, "auto_pad")?.is_some_and(|a| a != "NOTSET") {
+                return Err(unsupported_use(node, "auto_pad (give explicit pads)"));
+            }
+            let group = attr::int(node, "group")?.unwrap_or(1);
+            // The transpose of a ConvTranspose is a Conv from the output grid to the input's.
+            let win = Window::of(
+                node,
+                w_shape[2..].to_vec(),
+                y_dims[1..].to_vec(),
+                x_dims[1..].to_vec(),
+            )?;
+            let y_bias = node
+                .input
+                .get(2)
+                .filter(|s| !s.is_empty())
+                .map(|b| (b.clone(), 1.0));
+            Ok(Lin {
+                w_nonneg: nonneg(cx, wt, 1.0),
+                deconv: Some(node.attribute.clone()),
+                y: y.to_string(),
+                y_bias,
+                conv: Some((win, group)),
+                w: wt.to_string(),
+                bias: None,
+                c: w_shape[1] * group,
                 rank,
                 x_dims,
             })
@@ -271,6 +365,7 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
             }
             Ok(Lin {
                 w_nonneg: nonneg(cx, wt, alpha),
+                deconv: None,
                 y: node.output[0].clone(),
                 y_bias: bias.clone(),
                 conv: None,
@@ -297,6 +392,18 @@ impl Rule for LinearRule {
         rel_out: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel_out)?.to_string();
+        let as_matmul;
+        let node = if node.op_type() == "Einsum" {
+            as_matmul = einsum_as_matmul(node).ok_or_else(|| {
+                unsupported_use(
+                    node,
+                    "only an Einsum that is a matrix product (..ij,jk->..ik)",
+                )
+            })?;
+            &as_matmul
+        } else {
+            node
+        };
         if node.op_type() == "MatMul" && cx.dynamic.contains(input(node, 1)?) {
             return super::attention::bilinear(cx, node, &r);
         }
@@ -321,7 +428,7 @@ fn weight_parts(cx: &mut Cx, lin: &Lin) -> Result<Parts> {
     let pos = cx.e.relu(&lin.w, "w.pos")?;
     let neg = cx.e.relu_neg(&lin.w, "w.neg")?;
     let stack = if lin.stackable() {
-        Some(cx.e.concat(&[&pos, &neg], 0, "w.stack")?)
+        Some(cx.e.concat(&[&pos, &neg], lin.w_out_axis(), "w.stack")?)
     } else {
         None
     };
@@ -380,7 +487,7 @@ fn alpha_beta(cx: &mut Cx, lin: &Lin, x: &str, r: &str, alpha: f32, beta: f32) -
     let pos = cx.e.relu(&lin.w, "w.pos")?;
     let neg = cx.e.relu_neg(&lin.w, "w.neg")?;
     let stack = if beta != 0.0 && lin.stackable() {
-        Some(cx.e.concat(&[&pos, &neg], 0, "w.stack")?)
+        Some(cx.e.concat(&[&pos, &neg], lin.w_out_axis(), "w.stack")?)
     } else {
         None
     };
