@@ -354,11 +354,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let opts = Options {
                 method: method(m),
-                tuning: if exact {
-                    Tuning::none()
-                } else {
-                    Tuning::default()
-                },
+                tuning: Tuning::exact_if(exact),
                 ..Options::default()
             };
             let r = cli::bench::run(&model, &opts, batch.max(1), threads.max(1), runs.max(1))?;
@@ -517,11 +513,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let opts = Options {
-                tuning: if exact {
-                    Tuning::none()
-                } else {
-                    Tuning::default()
-                },
+                tuning: Tuning::exact_if(exact),
                 ..Options::default()
             };
             let python = python.unwrap_or_else(|| {
@@ -620,11 +612,7 @@ fn run(cli: Cli) -> Result<()> {
                 bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
                 input,
                 output: explain_output,
-                tuning: if exact {
-                    Tuning::none()
-                } else {
-                    Tuning::default()
-                },
+                tuning: Tuning::exact_if(exact),
             };
             let save = SaveOptions {
                 external_above: external_data_above,

@@ -21,17 +21,6 @@ fn model() -> PathBuf {
     root().join("models/digits_vgg.onnx")
 }
 
-fn samples() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("models/samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    v.sort();
-    assert!(v.len() >= 4, "models/samples holds the sample PNGs");
-    v
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

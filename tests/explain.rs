@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use ndarray::{ArrayD, Axis};
@@ -17,17 +17,6 @@ fn explain(args: &[&str]) -> (i32, String, String) {
 
 fn model() -> String {
     root().join("models/digits_vgg.onnx").display().to_string()
-}
-
-fn samples() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("models/samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    v.sort();
-    assert!(v.len() >= 4, "models/samples holds the sample PNGs");
-    v
 }
 
 fn s(p: &Path) -> &str {

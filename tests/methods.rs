@@ -181,40 +181,60 @@ fn gradient_x_input_matches_finite_differences_on_tiny_cnn() {
     );
 }
 
-#[test]
-fn gradient_x_input_matches_finite_differences_on_the_resnet() {
+/// The preprocessed sample digit as a batch of one.
+fn digit() -> ArrayD<f32> {
     let x = npy_f32(&root().join("models/samples/digit_0_2.npy"));
-    let x = if x.ndim() == 3 {
+    if x.ndim() == 3 {
         x.insert_axis(Axis(0))
     } else {
         x
-    };
-    check_gradient("models/digits_resnet.onnx", x);
+    }
+}
+
+#[test]
+fn gradient_x_input_matches_finite_differences_on_the_resnet() {
+    check_gradient("models/digits_resnet.onnx", digit());
 }
 
 #[test]
 fn z_plus_conserves_on_the_trained_models() {
-    let x = npy_f32(&root().join("models/samples/digit_0_2.npy"));
-    let x = if x.ndim() == 3 {
-        x.insert_axis(Axis(0))
-    } else {
-        x
-    };
+    let x = digit();
     for model in ["models/digits_vgg.onnx", "models/digits_resnet.onnx"] {
-        {
-            let m = Method::LrpZPlus;
-            let b = compile_file(&root().join(model), &opts(m));
-            let out = run_tract(&b, vec![Value::F32(x.clone())]);
-            let logit = out[&output_names(&b)[0]]
-                .iter()
-                .fold(f32::MIN, |a, &v| a.max(v)) as f64;
-            let s = sums(&out["relevance"])[0];
-            assert!(
-                (s - logit).abs() <= 1e-2 * logit.abs(),
-                "{model} {}: sum {s} vs logit {logit}",
-                m.name()
-            );
-        }
+        let b = compile_file(&root().join(model), &opts(Method::LrpZPlus));
+        let out = run_tract(&b, vec![Value::F32(x.clone())]);
+        let logit = out[&output_names(&b)[0]]
+            .iter()
+            .fold(f32::MIN, |a, &v| a.max(v)) as f64;
+        let s = sums(&out["relevance"])[0];
+        assert!(
+            (s - logit).abs() <= 1e-2 * logit.abs(),
+            "{model} lrp-zplus: sum {s} vs logit {logit}"
+        );
+    }
+}
+
+/// Every method on `model` in tract and onnxruntime: the same relevance within 1e-4 of
+/// max|R|, finite, not all zero.
+fn every_method_in_both_runtimes(model: &str, x: &ArrayD<f32>) {
+    for m in Method::ALL {
+        let bytes = compile_file(&root().join(model), &opts(m));
+        let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("m.onnx");
+        std::fs::write(&p, &bytes).unwrap();
+        let o = run_ort(&p, &[("x", Feed::F32(x.clone()))]);
+        let err = rel_err_per_sample(&t["relevance"], &o["relevance"]);
+        assert!(
+            err.iter().all(|&e| e <= 1e-4),
+            "{model} {}: tract vs onnxruntime {err:?}",
+            m.name()
+        );
+        assert!(t["relevance"].iter().all(|v| v.is_finite()), "{}", m.name());
+        assert!(
+            t["relevance"].iter().any(|v| v.abs() > 1e-6),
+            "{}",
+            m.name()
+        );
     }
 }
 
@@ -231,26 +251,7 @@ fn gradient_x_input_matches_finite_differences_through_the_new_ops() {
 #[test]
 fn every_method_runs_through_the_new_ops_alike_in_both_runtimes() {
     let x = npy_f32(&root().join("tests/data/tiny_ops_input.npy"));
-    for m in Method::ALL {
-        let bytes = compile_file(&root().join("tests/data/tiny_ops.onnx"), &opts(m));
-        let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("m.onnx");
-        std::fs::write(&p, &bytes).unwrap();
-        let o = run_ort(&p, &[("x", Feed::F32(x.clone()))]);
-        let err = rel_err_per_sample(&t["relevance"], &o["relevance"]);
-        assert!(
-            err.iter().all(|&e| e <= 1e-4),
-            "{}: tract vs onnxruntime {err:?}",
-            m.name()
-        );
-        assert!(t["relevance"].iter().all(|v| v.is_finite()), "{}", m.name());
-        assert!(
-            t["relevance"].iter().any(|v| v.abs() > 1e-6),
-            "{}",
-            m.name()
-        );
-    }
+    every_method_in_both_runtimes("tests/data/tiny_ops.onnx", &x);
 }
 
 #[test]
@@ -274,14 +275,5 @@ fn conv_transpose_and_einsum_are_true_transposes() {
         );
     }
     check_gradient(model, x.clone());
-    for m in Method::ALL {
-        let bytes = compile_file(&root().join(model), &opts(m));
-        let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("m.onnx");
-        std::fs::write(&p, &bytes).unwrap();
-        let o = run_ort(&p, &[("x", Feed::F32(x.clone()))]);
-        let err = rel_err_per_sample(&t["relevance"], &o["relevance"]);
-        assert!(err.iter().all(|&e| e <= 1e-4), "{}: {err:?}", m.name());
-    }
+    every_method_in_both_runtimes(model, &x);
 }

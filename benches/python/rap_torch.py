@@ -76,16 +76,14 @@ def leaf(X):
     return X.detach().requires_grad_(True)
 
 
-_SIGNED = {}
-
-
 def signed_weights(layer):
-    """(W+, W-) of a Linear/Conv2d layer, clamped once and cached."""
-    key = id(layer)
-    if key not in _SIGNED:
-        w = layer.weight.detach()
-        _SIGNED[key] = (w.clamp(min=0), w.clamp(max=0))
-    return _SIGNED[key]
+    """(W+, W-) of a Linear/Conv2d layer, clamped once and cached on the layer."""
+    w = layer.weight.detach()
+    cached = getattr(layer, "_rap_signed", None)
+    if cached is None or cached[0] != w.data_ptr() or cached[1].dtype != w.dtype:
+        cached = (w.data_ptr(), w.clamp(min=0), w.clamp(max=0))
+        layer._rap_signed = cached
+    return cached[1], cached[2]
 
 
 def shift_rel(C, R_val, dims):

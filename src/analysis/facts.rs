@@ -60,6 +60,20 @@ impl Fact {
 /// Facts by tensor name.
 pub type Facts = HashMap<String, Fact>;
 
+/// The per-sample dimensions of a model input, all known, or an error naming the model.
+pub fn input_sample_dims(facts: &Facts, input: &str, origin: &str) -> Result<Vec<usize>> {
+    facts
+        .get(input)
+        .and_then(|f| f.sample_dims())
+        .map(|d| d.iter().map(|&v| v as usize).collect())
+        .ok_or_else(|| {
+            bad_input!(
+                "{origin}: the shape of input '{input}' is not known past the batch axis; \
+                 onnx-rap needs static shapes (fix the input size when exporting)"
+            )
+        })
+}
+
 fn onnx_dtype(dt: DatumType) -> Option<i32> {
     Some(match dt {
         DatumType::F32 => 1,

@@ -5,6 +5,6 @@ mod facts;
 mod roles;
 mod signs;
 
-pub use facts::{infer_facts, Dim, Fact, Facts};
+pub use facts::{infer_facts, input_sample_dims, Dim, Fact, Facts};
 pub use roles::{find_roles, Roles};
 pub use signs::{common as common_sign, infer_signs, of_first as first_input_sign, Sign, Signs};

@@ -6,7 +6,7 @@ use std::time::Instant;
 use ndarray::ArrayD;
 use serde_json::{json, Value as Json};
 
-use crate::analysis::{infer_facts, Facts};
+use crate::analysis::{infer_facts, input_sample_dims, Facts};
 use crate::bad_input;
 use crate::error::Result;
 use crate::ir;
@@ -133,13 +133,7 @@ pub fn synthetic_input(
         .first()
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let mut shape: Vec<usize> = facts
-        .get(&input)
-        .and_then(|f| f.sample_dims())
-        .ok_or_else(|| bad_input!("{origin}: the input shape is not known"))?
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
+    let mut shape: Vec<usize> = input_sample_dims(facts, &input, origin)?;
     shape.insert(0, batch);
     let n: usize = shape.iter().product();
     let data = (0..n)

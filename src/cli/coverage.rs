@@ -12,7 +12,7 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{read_npy, write_npy};
 use serde_json::{json, Value as Json};
 
-use crate::analysis::{find_roles, infer_facts};
+use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::ir;
@@ -228,13 +228,7 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
                 ..Default::default()
             },
         );
-        let sample: Vec<usize> = facts
-            .get(&roles.input)
-            .and_then(|f| f.sample_dims())
-            .ok_or_else(|| bad_input!("{origin}: the input shape is not known"))?
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
+        let sample: Vec<usize> = input_sample_dims(&facts, &roles.input, &origin)?;
         Ok((compiled, roles, sample, signed))
     })();
     let (compiled, roles, sample, signed) = match prepared {

@@ -15,7 +15,7 @@ use ndarray_npy::{NpzReader, ReadableElement, WriteNpyExt};
 use serde_json::{json, Value as Json};
 
 use super::explain::{image_preprocess, metadata};
-use crate::analysis::{find_roles, infer_facts};
+use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::image::{Layout, PartialPreprocess, Preprocess};
@@ -258,18 +258,7 @@ fn model_info(path: &Path) -> Result<ModelInfo> {
     let model = super::load_model(path)?;
     let facts = infer_facts(&ir::export(&model)?, &origin)?;
     let roles = find_roles(&model.graph, &facts, None, None, &origin)?;
-    let sample: Vec<usize> = facts
-        .get(&roles.input)
-        .and_then(|f| f.sample_dims())
-        .ok_or_else(|| {
-            bad_input!(
-                "{origin}: the shape of input '{}' is not known",
-                roles.input
-            )
-        })?
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
+    let sample: Vec<usize> = input_sample_dims(&facts, &roles.input, &origin)?;
     let pp = image_preprocess(&model, &sample, PartialPreprocess::default(), &origin)?
         .ok_or_else(|| bad_input!("{origin}: the input is not an image; eval needs one"))?;
     let logits = model

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
-use crate::analysis::{find_roles, infer_facts};
+use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::heatmap;
@@ -225,13 +225,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         .map(|s| s.to_string())
         .unwrap_or_default();
     let input = opts.input.clone().unwrap_or(input);
-    let sample: Vec<usize> = facts
-        .get(&input)
-        .and_then(|f| f.sample_dims())
-        .ok_or_else(|| bad_input!("{origin}: the shape of input '{input}' is not known"))?
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
+    let sample: Vec<usize> = input_sample_dims(&facts, &input, &origin)?;
     let classes = roles.classes as usize;
     let labels = labels(&model, classes);
     if let Some(t) = args.target {

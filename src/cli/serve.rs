@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::explain::{image_preprocess, labels};
-use crate::analysis::{find_roles, infer_facts};
+use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::image::{Layout, PartialPreprocess};
@@ -102,18 +102,7 @@ pub fn model_files(model_path: &Path, opts: &Options) -> Result<(Vec<u8>, Vec<u8
         opts.output.as_deref(),
         &origin,
     )?;
-    let sample: Vec<usize> = facts
-        .get(&roles.input)
-        .and_then(|f| f.sample_dims())
-        .ok_or_else(|| {
-            bad_input!(
-                "{origin}: the shape of input '{}' is not known",
-                roles.input
-            )
-        })?
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
+    let sample: Vec<usize> = input_sample_dims(&facts, &roles.input, &origin)?;
     let pp = image_preprocess(&model, &sample, PartialPreprocess::default(), &origin)?.ok_or_else(
         || {
             bad_input!(

@@ -255,53 +255,29 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
     let rank = x_dims.len() + 1;
     let w_shape = cx.known_shape(node, wt)?;
     match node.op_type() {
-        "Conv" => {
+        op @ ("Conv" | "ConvTranspose") => {
+            let deconv = op == "ConvTranspose";
             let y = node.output.first().map(String::as_str).unwrap_or("");
             let y_dims = cx.sample_dims(node, y)?;
             if w_shape.len() < 3 || y_dims.len() + 1 != rank {
                 return Err(unsupported_use(node, "unexpected weight or output rank"));
             }
-            let group = attr::int(node, "group")?.unwrap_or(1);
-            let win = Window::of(
-                node,
-                w_shape[2..].to_vec(),
-                x_dims[1..].to_vec(),
-                y_dims[1..].to_vec(),
-            )?;
-            let y_bias = node
-                .input
-                .get(2)
-                .filter(|s| !s.is_empty())
-                .map(|b| (b.clone(), 1.0));
-            Ok(Lin {
-                w_nonneg: nonneg(cx, wt, 1.0),
-                deconv: None,
-                y: y.to_string(),
-                y_bias,
-                conv: Some((win, group)),
-                w: wt.to_string(),
-                bias: None,
-                c: w_shape[0],
-                rank,
-                x_dims,
-            })
-        }
-        "ConvTranspose" => {
-            let y = node.output.first().map(String::as_str).unwrap_or("");
-            let y_dims = cx.sample_dims(node, y)?;
-            if w_shape.len() < 3 || y_dims.len() + 1 != rank {
-                return Err(unsupported_use(node, "unexpected weight or output rank"));
-            }
-            if attr::string(node, "auto_pad")?.is_some_and(|a| a != "NOTSET") {
+            if deconv && attr::string(node, "auto_pad")?.is_some_and(|a| a != "NOTSET") {
                 return Err(unsupported_use(node, "auto_pad (give explicit pads)"));
             }
             let group = attr::int(node, "group")?.unwrap_or(1);
-            // The transpose of a ConvTranspose is a Conv from the output grid to the input's.
+            // The window of the Conv: the layer's own, or for a ConvTranspose the Conv that is
+            // its transpose, from the output grid back to the input's.
+            let (from, to) = if deconv {
+                (&y_dims, &x_dims)
+            } else {
+                (&x_dims, &y_dims)
+            };
             let win = Window::of(
                 node,
                 w_shape[2..].to_vec(),
-                y_dims[1..].to_vec(),
-                x_dims[1..].to_vec(),
+                from[1..].to_vec(),
+                to[1..].to_vec(),
             )?;
             let y_bias = node
                 .input
@@ -310,13 +286,17 @@ fn parse(cx: &mut Cx, node: &NodeProto) -> Result<Lin> {
                 .map(|b| (b.clone(), 1.0));
             Ok(Lin {
                 w_nonneg: nonneg(cx, wt, 1.0),
-                deconv: Some(node.attribute.clone()),
+                deconv: deconv.then(|| node.attribute.clone()),
                 y: y.to_string(),
                 y_bias,
                 conv: Some((win, group)),
                 w: wt.to_string(),
                 bias: None,
-                c: w_shape[1] * group,
+                c: if deconv {
+                    w_shape[1] * group
+                } else {
+                    w_shape[0]
+                },
                 rank,
                 x_dims,
             })

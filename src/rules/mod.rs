@@ -150,6 +150,15 @@ impl Default for Tuning {
 }
 
 impl Tuning {
+    /// [`Tuning::none`] when `exact`, else the default.
+    pub fn exact_if(exact: bool) -> Self {
+        if exact {
+            Tuning::none()
+        } else {
+            Tuning::default()
+        }
+    }
+
     /// Every rewrite off: the rules as the reference computes them, op for op.
     pub fn none() -> Self {
         Tuning {

@@ -150,3 +150,15 @@ pub fn run_cli(bin: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// The sample PNGs of models/samples, sorted.
+pub fn samples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("models/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 4, "models/samples holds the sample PNGs");
+    v
+}
