@@ -145,25 +145,36 @@ pub fn load_image(path: &Path, pp: &Preprocess) -> Result<Prepared> {
             .collect()
     };
     let c = pp.channels;
-    let mut hwc = Array3::from_shape_vec((h as usize, w as usize, c), data)
+    let hwc = Array3::from_shape_vec((h as usize, w as usize, c), data)
         .map_err(|e| bad_input!("{}: {e}", path.display()))?;
-    for (k, mut plane) in hwc.axis_iter_mut(Axis(2)).enumerate() {
-        let m = pick(&pp.mean, k, 0.0);
-        let s = pick(&pp.std, k, 1.0);
-        plane.mapv_inplace(|v| (v - m) / s);
-    }
-    let tensor = match pp.layout {
-        Layout::Nhwc => hwc.into_dyn(),
-        Layout::Nchw => hwc
-            .permuted_axes([2, 0, 1])
-            .as_standard_layout()
-            .to_owned()
-            .into_dyn(),
-    };
     Ok(Prepared {
-        tensor,
+        tensor: pp.arrange(hwc.into_dyn()),
         shown: img.to_rgb8(),
     })
+}
+
+impl Preprocess {
+    /// Pixel values in [0, 1] with the channel as the last axis (`[H, W, C]`, or with leading
+    /// batch axes) to model input: `(v - mean) / std` per channel, then the model's layout.
+    pub fn arrange(&self, mut x: ArrayD<f32>) -> ArrayD<f32> {
+        let rank = x.ndim();
+        for (k, mut plane) in x.axis_iter_mut(Axis(rank - 1)).enumerate() {
+            let m = pick(&self.mean, k, 0.0);
+            let s = pick(&self.std, k, 1.0);
+            plane.mapv_inplace(|v| (v - m) / s);
+        }
+        match self.layout {
+            Layout::Nhwc => x,
+            Layout::Nchw => {
+                let perm: Vec<usize> = (0..rank - 3)
+                    .chain([rank - 1, rank - 3, rank - 2])
+                    .collect();
+                x.permuted_axes(IxDyn(&perm))
+                    .as_standard_layout()
+                    .to_owned()
+            }
+        }
+    }
 }
 
 fn pick(v: &[f32], k: usize, default: f32) -> f32 {

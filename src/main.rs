@@ -539,16 +539,20 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
+            let zplus = Options {
+                method: Method::LrpZPlus,
+                ..opts.clone()
+            };
             let mut rows = Vec::new();
             for f in &files {
                 bar.set_message(f.display().to_string());
-                let rap = cli::coverage::check(f, python.as_deref(), runs, &opts);
-                let zplus = Options {
-                    method: Method::LrpZPlus,
-                    ..opts.clone()
-                };
-                let control = cli::coverage::check(f, python.as_deref(), 1, &zplus);
-                rows.push(rap.with_control(control));
+                rows.push(cli::coverage::check(
+                    f,
+                    python.as_deref(),
+                    runs,
+                    &opts,
+                    &zplus,
+                ));
                 bar.inc(1);
             }
             bar.finish_and_clear();

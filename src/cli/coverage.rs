@@ -12,6 +12,7 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{read_npy, write_npy};
 use serde_json::{json, Value as Json};
 
+use super::bench::median;
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
@@ -53,14 +54,6 @@ impl Row {
             && self.tract_error.is_none()
             && self.ort_error.is_none()
             && self.zplus_error.is_none()
-    }
-
-    /// Add the z+ control run's numbers (or its failure) to this row.
-    pub fn with_control(mut self, z: Row) -> Row {
-        self.zplus_agreement = z.agreement;
-        self.zplus_conservation = z.conservation;
-        self.zplus_error = z.compile_error.or(z.tract_error).or(z.ort_error);
-        self
     }
 
     pub fn to_json(&self) -> Json {
@@ -146,11 +139,6 @@ fn first_line(e: &Error) -> String {
     e.to_string().lines().next().unwrap_or("").to_string()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Run a model file in onnxruntime through `python`; outputs by name.
 fn run_ort(
     python: &Path,
@@ -190,8 +178,48 @@ fn run_ort(
     Ok(res)
 }
 
-/// Check one model. `python`: a Python with onnxruntime (None: onnxruntime is not run).
-pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) -> Row {
+/// What both methods of a model share: loaded and analysed once.
+struct Prepared {
+    origin: String,
+    model: ir::Model,
+    facts: crate::analysis::Facts,
+    roles: crate::analysis::Roles,
+    /// The fixed input, batch 1.
+    x: ArrayD<f32>,
+    /// The original model, planned for `x`.
+    forward: Plan,
+}
+
+/// The checks of one method on one model.
+#[derive(Default)]
+struct Checked {
+    compile_error: Option<String>,
+    tract_error: Option<String>,
+    ort_error: Option<String>,
+    agreement: Option<f64>,
+    conservation: Option<f64>,
+    forward_s: Option<f64>,
+    explain_s: Option<f64>,
+}
+
+impl Checked {
+    fn error(&self) -> Option<String> {
+        self.compile_error
+            .clone()
+            .or(self.tract_error.clone())
+            .or(self.ort_error.clone())
+    }
+}
+
+/// Check one model with `opts` (RAP) and with `control` (the z+ control run).
+/// `python`: a Python with onnxruntime (None: onnxruntime is not run).
+pub fn check(
+    path: &Path,
+    python: Option<&Path>,
+    runs: usize,
+    opts: &Options,
+    control: &Options,
+) -> Row {
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
@@ -214,24 +242,30 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
             *row.ops.entry(n.op_type().to_string()).or_default() += 1;
         }
     }
-    let prepared = (|| -> Result<_> {
+    let seed = row
+        .file
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let prepared = (|| -> Result<(Prepared, usize)> {
         let facts = infer_facts(&ir::export(&model)?, &origin)?;
-        let mut compiled = compile_with_facts(&model, &facts, opts, &origin)?;
         let roles = find_roles(&model.graph, &facts, None, None, &origin)?;
         let signed = signed_layers(&model, &facts, opts, &origin)?.len();
-        // Outputs: the explained logits, then the relevance.
-        compiled.graph.outputs.retain(|o| o.name() == RELEVANCE);
-        compiled.graph.outputs.insert(
-            0,
-            crate::onnx::proto::ValueInfoProto {
-                name: Some(roles.logits.clone()),
-                ..Default::default()
-            },
-        );
-        let sample: Vec<usize> = input_sample_dims(&facts, &roles.input, &origin)?;
-        Ok((compiled, roles, sample, signed))
+        let sample = input_sample_dims(&facts, &roles.input, &origin)?;
+        let dims: Vec<usize> = std::iter::once(1).chain(sample).collect();
+        let x = input_for(&dims, seed);
+        let fwd_bytes = crate::onnx::encode(&ir::export(&model)?);
+        let forward = Plan::new(&fwd_bytes, &[Value::F32(x.clone())], vec![])?;
+        let p = Prepared {
+            origin: origin.clone(),
+            model,
+            facts,
+            roles,
+            x,
+            forward,
+        };
+        Ok((p, signed))
     })();
-    let (compiled, roles, sample, signed) = match prepared {
+    let (prep, signed) = match prepared {
         Ok(p) => p,
         Err(e) => {
             row.compile_error = Some(first_line(&e));
@@ -239,31 +273,53 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
         }
     };
     row.signed_layers = signed;
-    let dims: Vec<usize> = std::iter::once(1).chain(sample).collect();
-    let seed = row
-        .file
-        .bytes()
-        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-    let x = input_for(&dims, seed);
+    let rap = run_method(&prep, opts, python, runs);
+    let z = run_method(&prep, control, python, 1);
+    row.zplus_error = z.error();
+    row.zplus_agreement = z.agreement;
+    row.zplus_conservation = z.conservation;
+    row.compile_error = rap.compile_error;
+    row.tract_error = rap.tract_error;
+    row.ort_error = rap.ort_error;
+    row.agreement = rap.agreement;
+    row.conservation = rap.conservation;
+    row.forward_s = rap.forward_s;
+    row.explain_s = rap.explain_s;
+    row
+}
 
-    let bytes = match ir::export(&compiled) {
-        Ok(p) => crate::onnx::encode(&p),
+/// Compile with `opts`, run in tract (timed against the forward pass) and in onnxruntime.
+fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) -> Checked {
+    let mut c = Checked::default();
+    let bytes = (|| -> Result<Vec<u8>> {
+        let mut compiled = compile_with_facts(&p.model, &p.facts, opts, &p.origin)?;
+        // Outputs: the explained logits, then the relevance.
+        compiled.graph.outputs.retain(|o| o.name() == RELEVANCE);
+        compiled.graph.outputs.insert(
+            0,
+            crate::onnx::proto::ValueInfoProto {
+                name: Some(p.roles.logits.clone()),
+                ..Default::default()
+            },
+        );
+        Ok(crate::onnx::encode(&ir::export(&compiled)?))
+    })();
+    let bytes = match bytes {
+        Ok(b) => b,
         Err(e) => {
-            row.compile_error = Some(first_line(&e));
-            return row;
+            c.compile_error = Some(first_line(&e));
+            return c;
         }
     };
+    let input = [Value::F32(p.x.clone())];
     let tract = (|| -> Result<(ArrayD<f32>, ArrayD<f32>, f64, f64)> {
-        let plan = Plan::new(&bytes, &[Value::F32(x.clone())], vec![])?;
-        let fwd_bytes = crate::onnx::encode(&ir::export(&model)?);
-        let fwd = Plan::new(&fwd_bytes, &[Value::F32(x.clone())], vec![])?;
-        let input = [Value::F32(x.clone())];
+        let plan = Plan::new(&bytes, &input, vec![])?;
         let mut out = plan.run(&input)?;
-        fwd.run(&input)?;
+        p.forward.run(&input)?;
         let (mut tf, mut te) = (Vec::new(), Vec::new());
         for _ in 0..runs.max(1) {
             let t = Instant::now();
-            fwd.run(&input)?;
+            p.forward.run(&input)?;
             tf.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
             out = plan.run(&input)?;
@@ -271,53 +327,53 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
         }
         let rel = out.pop().map(|o| o.1).unwrap_or_default();
         let logits = out.pop().map(|o| o.1).unwrap_or_default();
-        Ok((logits, rel, median(tf), median(te)))
+        Ok((logits, rel, median(&tf), median(&te)))
     })();
     let (logits, rel) = match tract {
         Ok((l, r, f, e)) => {
-            row.forward_s = Some(f);
-            row.explain_s = Some(e);
+            c.forward_s = Some(f);
+            c.explain_s = Some(e);
             (l, r)
         }
         Err(e) => {
-            row.tract_error = Some(first_line(&e));
-            return row;
+            c.tract_error = Some(first_line(&e));
+            return c;
         }
     };
     let bad = rel.iter().filter(|v| !v.is_finite()).count();
     if bad > 0 {
-        row.tract_error = Some(format!(
+        c.tract_error = Some(format!(
             "the relevance has {bad} non-finite values in tract"
         ));
-        return row;
+        return c;
     }
     let t = logits
         .iter()
         .enumerate()
         .fold((0, f32::MIN), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
     let sum: f64 = rel.iter().map(|&v| v as f64).sum();
-    row.conservation = Some((sum - t.1 as f64).abs() / (t.1 as f64).abs().max(1e-12));
+    c.conservation = Some((sum - t.1 as f64).abs() / (t.1 as f64).abs().max(1e-12));
 
     let Some(python) = python else {
-        row.ort_error = Some("not run: no Python with onnxruntime given".into());
-        return row;
+        c.ort_error = Some("not run: no Python with onnxruntime given".into());
+        return c;
     };
     let dir = match tempfile_dir() {
         Ok(d) => d,
         Err(e) => {
-            row.ort_error = Some(e);
-            return row;
+            c.ort_error = Some(e);
+            return c;
         }
     };
     let file = dir.join("model_rap.onnx");
     let res = std::fs::write(&file, &bytes)
         .map_err(|e| e.to_string())
-        .and_then(|_| run_ort(python, &file, &[(roles.input.as_str(), &x)], &dir));
+        .and_then(|_| run_ort(python, &file, &[(p.roles.input.as_str(), &p.x)], &dir));
     let _ = std::fs::remove_dir_all(&dir);
     match res {
         Ok(outs) => match outs.get(RELEVANCE) {
             Some(o) if o.iter().any(|v| !v.is_finite()) => {
-                row.ort_error = Some("the relevance has non-finite values in onnxruntime".into())
+                c.ort_error = Some("the relevance has non-finite values in onnxruntime".into())
             }
             Some(o) if o.shape() == rel.shape() => {
                 let scale = rel.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
@@ -325,16 +381,15 @@ pub fn check(path: &Path, python: Option<&Path>, runs: usize, opts: &Options) ->
                     .iter()
                     .zip(o.iter())
                     .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
-                row.agreement = Some((diff / scale) as f64);
+                c.agreement = Some((diff / scale) as f64);
             }
             _ => {
-                row.ort_error =
-                    Some("onnxruntime returned no relevance of the input's shape".into())
+                c.ort_error = Some("onnxruntime returned no relevance of the input's shape".into())
             }
         },
-        Err(e) => row.ort_error = Some(e),
+        Err(e) => c.ort_error = Some(e),
     }
-    row
+    c
 }
 
 fn tempfile_dir() -> std::result::Result<PathBuf, String> {

@@ -18,7 +18,7 @@ use super::explain::{image_preprocess, metadata};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
-use crate::image::{Layout, PartialPreprocess, Preprocess};
+use crate::image::{PartialPreprocess, Preprocess};
 use crate::ir;
 use crate::metrics::{self, BoxPx};
 use crate::pass::{compile_with_facts, Options, HEATMAP};
@@ -290,34 +290,6 @@ pub fn benchmark_path(model: &Path, m: &ir::Model, data: Option<&Path>) -> Resul
     Ok(model.parent().unwrap_or(Path::new(".")).join(rel))
 }
 
-/// Model input values from pixel values in [0, 1] (`[N, H, W, C]` order), as `explain`
-/// preprocesses: `(v - mean) / std` per channel, then the model's layout.
-fn to_input(pixels: &ArrayD<f32>, pp: &Preprocess) -> ArrayD<f32> {
-    let c = pp.channels;
-    let mut x = pixels.clone();
-    for (k, mut plane) in x.axis_iter_mut(Axis(3)).enumerate() {
-        let m = pick(&pp.mean, k, 0.0);
-        let s = pick(&pp.std, k, 1.0);
-        plane.mapv_inplace(|v| (v - m) / s);
-    }
-    debug_assert_eq!(x.shape()[3], c);
-    match pp.layout {
-        Layout::Nhwc => x,
-        Layout::Nchw => x
-            .permuted_axes(IxDyn(&[0, 3, 1, 2]))
-            .as_standard_layout()
-            .to_owned(),
-    }
-}
-
-fn pick(v: &[f32], k: usize, default: f32) -> f32 {
-    match v.len() {
-        0 => default,
-        1 => v[0],
-        _ => v.get(k).copied().unwrap_or(default),
-    }
-}
-
 /// Pixels of image `i` in [0, 1] as `[H, W, C]` (gray images: C = 1).
 fn pixels(b: &Benchmark, i: usize, channels: usize) -> Result<Array3<f32>> {
     let img = b.images.index_axis(Axis(0), i);
@@ -376,7 +348,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
 
     // The original model runs every perturbation step of one image in one batch.
     let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
-    let probe = to_input(&ArrayD::zeros(IxDyn(&[steps + 1, h, w, c])), &info.pp);
+    let probe = info.pp.arrange(ArrayD::zeros(IxDyn(&[steps + 1, h, w, c])));
     let forward = Plan::new(
         &model_bytes,
         &[Value::F32(probe)],
@@ -413,7 +385,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         compiled.graph.outputs.retain(|o| o.name() == HEATMAP);
         let bytes = crate::onnx::encode(&ir::export(&compiled)?);
         let bsz = args.batch.clamp(1, n);
-        let xs0 = to_input(&ArrayD::zeros(IxDyn(&[bsz, h, w, c])), &info.pp);
+        let xs0 = info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c])));
         let t0 = ArrayD::<i64>::zeros(IxDyn(&[bsz]));
         // Inputs in graph order: the image, then `rap_target` (the true class).
         let plan = Plan::new(
@@ -428,11 +400,10 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         for start in (0..n).step_by(bsz) {
             let idx: Vec<usize> = (0..bsz).map(|k| (start + k).min(n - 1)).collect();
             let views: Vec<_> = idx.iter().map(|&i| pix[i].view()).collect();
-            let x = to_input(
-                &ndarray::stack(Axis(0), &views)
+            let x = info.pp.arrange(
+                ndarray::stack(Axis(0), &views)
                     .map_err(|e| Error::Runtime(e.to_string()))?
                     .into_dyn(),
-                &info.pp,
             );
             let t = ArrayD::from_shape_vec(
                 IxDyn(&[bsz]),
@@ -494,7 +465,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                     }
                     batch.index_axis_mut(Axis(0), k).assign(&cur);
                 }
-                let x = to_input(&batch.into_dyn(), &info.pp);
+                let x = info.pp.arrange(batch.into_dyn());
                 let out = forward.run(&[Value::F32(x)])?;
                 let logits = &out[0].1;
                 let t = bench.labels[i] as usize;
