@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,29 +40,9 @@ fn digits_pp() -> Preprocess {
     }
 }
 
-/// Colour-map level of every pixel of an RGB picture ([H, W, 3] values), through the table.
-fn levels(rgb: impl Iterator<Item = [u8; 3]>) -> Vec<i64> {
-    let table: HashMap<[u8; 3], i64> = onnx_rap::heatmap::table()
-        .into_iter()
-        .enumerate()
-        .map(|(k, c)| (c, k as i64))
-        .collect();
-    rgb.map(|c| {
-        *table
-            .get(&c)
-            .unwrap_or_else(|| panic!("{c:?} is not a map colour"))
-    })
-    .collect()
-}
-
-fn png_levels(p: &Path) -> Vec<i64> {
-    let img = image::open(p).unwrap().to_rgb8();
-    levels(img.pixels().map(|p| p.0))
-}
-
 fn array_levels(a: &ArrayD<f32>) -> Vec<i64> {
     let flat: Vec<u8> = a.iter().map(|&v| v as u8).collect();
-    levels(flat.chunks_exact(3).map(|c| [c[0], c[1], c[2]]))
+    rgb_levels(&flat)
 }
 
 /// `explain` on every sample: the folder it wrote.

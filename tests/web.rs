@@ -143,25 +143,14 @@ fn check_run(result: &Json, rel: &ndarray::ArrayD<f32>, png: &Path, what: &str) 
         diff <= 1e-3 * scale,
         "{what}: page heatmap differs from explain by {diff:.3e} (max|R| {scale:.3e})"
     );
-    let table: std::collections::HashMap<[u8; 3], i64> = onnx_rap::heatmap::table()
-        .into_iter()
-        .enumerate()
-        .map(|(k, c)| (c, k as i64))
-        .collect();
-    let level = |c: [u8; 3]| {
-        *table
-            .get(&c)
-            .unwrap_or_else(|| panic!("{c:?} not a map colour"))
-    };
     let rgb: Vec<u8> = floats(&result["heatmapRgb"])
         .iter()
         .map(|&v| v as u8)
         .collect();
-    let img = image::open(png).unwrap().to_rgb8();
-    let worst = rgb
-        .chunks_exact(3)
-        .zip(img.pixels())
-        .map(|(a, b)| (level([a[0], a[1], a[2]]) - level(b.0)).abs())
+    let worst = rgb_levels(&rgb)
+        .iter()
+        .zip(png_levels(png))
+        .map(|(a, b)| (a - b).abs())
         .max()
         .unwrap();
     assert!(

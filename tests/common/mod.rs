@@ -162,3 +162,30 @@ pub fn samples() -> Vec<PathBuf> {
     assert!(v.len() >= 4, "models/samples holds the sample PNGs");
     v
 }
+
+/// Colour-map level of every RGB pixel, through explain's table (its colours are distinct,
+/// so a pixel names its level); panics on a colour that is not in the table.
+pub fn levels(rgb: impl Iterator<Item = [u8; 3]>) -> Vec<i64> {
+    let table: HashMap<[u8; 3], i64> = onnx_rap::heatmap::table()
+        .into_iter()
+        .enumerate()
+        .map(|(k, c)| (c, k as i64))
+        .collect();
+    rgb.map(|c| {
+        *table
+            .get(&c)
+            .unwrap_or_else(|| panic!("{c:?} is not a map colour"))
+    })
+    .collect()
+}
+
+/// The levels of a PNG's pixels.
+pub fn png_levels(p: &Path) -> Vec<i64> {
+    let img = image::open(p).unwrap().to_rgb8();
+    levels(img.pixels().map(|p| p.0))
+}
+
+/// The levels of flat RGB bytes (`[..., 3]` row-major).
+pub fn rgb_levels(flat: &[u8]) -> Vec<i64> {
+    levels(flat.chunks_exact(3).map(|c| [c[0], c[1], c[2]]))
+}
