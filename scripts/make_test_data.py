@@ -197,6 +197,15 @@ def main():
     np.save(os.path.join(OUT, "tiny_deconv_input.npy"),
             np.random.default_rng(23).standard_normal((2, 2, 5, 5)).astype(np.float32))
 
+    # The same function twice: once with a clean leading batch axis, once with the batch
+    # folded into the rows of a MatMul (as torch's MultiheadAttention does). RAP on both must
+    # agree at batch 1: the folded one is explained one sample per run.
+    plain, folded = tiny_fold()
+    save(plain, "tiny_fold_plain.onnx")
+    save(folded, "tiny_fold.onnx")
+    np.save(os.path.join(OUT, "tiny_fold_input.npy"),
+            np.random.default_rng(29).standard_normal((1, 3, 4)).astype(np.float32))
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -293,6 +302,33 @@ def tiny_deconv():
     inits = [w("d1w", 2, 4, 3, 3), w("d1b", 4), w("d2w", 4, 2, 2, 3), w("ew", 4, 5),
              numpy_helper.from_array(np.array([1, 2], np.int64), "axes"), w("fw", 3, 5), w("fb", 3)]
     return model(nodes, inits, [vi("x", "N", 2, 5, 5)], [vi("logits", "N", 3)], opset=18, name="tiny_deconv")
+
+
+def tiny_fold():
+    g = np.random.default_rng(31)
+
+    def w(name, *shape):
+        return numpy_helper.from_array(g.standard_normal(shape).astype(np.float32), name)
+
+    def c64(name, vals):
+        return numpy_helper.from_array(np.array(vals, np.int64), name)
+
+    inits = [w("w0", 4, 4), w("w1", 4, 5), w("w2", 3, 15), w("b2", 3)]
+    n = helper.make_node
+    head = [n("Relu", ["h1"], ["a1"], name="relu1"),
+            n("Flatten", ["a1"], ["f"], name="flatten"),
+            n("Gemm", ["f", "w2", "b2"], ["logits"], name="fc", transB=1)]
+    first = [n("MatMul", ["x", "w0"], ["h0"], name="mm0"), n("Relu", ["h0"], ["a0"], name="relu0")]
+    plain = model(first + [n("MatMul", ["a0", "w1"], ["h1"], name="mm1")] + head, inits,
+                  [vi("x", "N", 3, 4)], [vi("logits", "N", 3)], name="tiny_fold_plain")
+    fold = [n("Transpose", ["a0"], ["t"], name="rows_first", perm=[1, 0, 2]),
+            n("Reshape", ["t", "rows"], ["r"], name="fold"),
+            n("MatMul", ["r", "w1"], ["m"], name="mm1"),
+            n("Reshape", ["m", "back"], ["u"], name="unfold"),
+            n("Transpose", ["u"], ["h1"], name="batch_first", perm=[1, 0, 2])]
+    folded = model(first + fold + head, inits + [c64("rows", [-1, 4]), c64("back", [3, -1, 5])],
+                   [vi("x", "N", 3, 4)], [vi("logits", "N", 3)], name="tiny_fold")
+    return plain, folded
 
 
 def tiny_cnn_copy(m):

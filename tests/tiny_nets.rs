@@ -200,3 +200,74 @@ fn opset_12_and_18_forms_give_the_same_relevance() {
         }
     }
 }
+
+/// A model that folds its batch axis into the rows of a MatMul (as torch's
+/// MultiheadAttention does) is explained one sample per run: its RAP relevance must equal
+/// that of the same function written with a clean batch axis (where RAP's per-sample shift
+/// covers the whole sample, not one row), in both runtimes, and its model_rap.onnx must
+/// take exactly one sample.
+#[test]
+fn a_model_that_folds_its_batch_is_explained_per_sample() {
+    let opts = Options::default();
+    let (plain_t, plain_o, _) = run_both(
+        "tests/data/tiny_fold_plain.onnx",
+        "tests/data/tiny_fold_input.npy",
+        &opts,
+    );
+    let (fold_t, fold_o, logits) = run_both(
+        "tests/data/tiny_fold.onnx",
+        "tests/data/tiny_fold_input.npy",
+        &opts,
+    );
+    let scale = plain_t.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    for (name, got) in [
+        ("tract", &fold_t),
+        ("onnxruntime", &fold_o),
+        ("plain ort", &plain_o),
+    ] {
+        let d = got
+            .iter()
+            .zip(plain_t.iter())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(d <= 1e-5 * scale, "{name}: {d} vs max|R| {scale}");
+    }
+    // RAP conserves: the relevance adds up to the explained logit.
+    let sum = sums(&fold_t)[0];
+    let logit = max_logits(&logits)[0];
+    assert!(
+        (sum - logit).abs() <= 1e-4 * logit.abs(),
+        "{sum} vs {logit}"
+    );
+
+    // The compiled model declares a batch of 1, and tract refuses a batch of 2.
+    let bytes = compile_file(&root().join("tests/data/tiny_fold.onnx"), &opts);
+    let m = onnx_rap::onnx::decode(&bytes, "tiny_fold_rap").unwrap();
+    let d0 = &m.graph.unwrap().input[0]
+        .r#type
+        .clone()
+        .unwrap()
+        .tensor_type
+        .unwrap()
+        .shape
+        .unwrap()
+        .dim[0];
+    assert_eq!(d0.dim_value, Some(1));
+    let two = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 3, 4]));
+    let names = output_names(&bytes);
+    assert!(onnx_rap::runtime::run_once(&bytes, &[Value::F32(two)], names).is_err());
+
+    // The plain model keeps its batch: two copies of the sample give the same map twice.
+    let x = npy_f32(&root().join("tests/data/tiny_fold_input.npy"));
+    let x2 = ndarray::concatenate(ndarray::Axis(0), &[x.view(), x.view()]).unwrap();
+    let pb = compile_file(&root().join("tests/data/tiny_fold_plain.onnx"), &opts);
+    let r2 = run_tract(&pb, vec![Value::F32(x2)])["relevance"].clone();
+    for i in 0..2 {
+        let d = r2
+            .index_axis(ndarray::Axis(0), i)
+            .iter()
+            .zip(plain_t.iter())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(d <= 1e-5 * scale);
+    }
+}

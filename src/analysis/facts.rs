@@ -57,8 +57,30 @@ impl Fact {
     }
 }
 
-/// Facts by tensor name.
-pub type Facts = HashMap<String, Fact>;
+/// Facts by tensor name, and how the batch runs through the model.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    by_name: HashMap<String, Fact>,
+    /// The model folds the batch axis into other axes somewhere (torch's
+    /// MultiheadAttention reshapes `[T, N, E]` to `[T, N*heads, d]`; an `as_strided`
+    /// flattens the whole tensor): no axis is "the batch" all the way through, so onnx-rap
+    /// explains one sample per run. The shapes are then those of a batch of 1, every axis
+    /// known, and a per-sample reduction covers every axis.
+    pub single_sample: bool,
+}
+
+impl std::ops::Deref for Facts {
+    type Target = HashMap<String, Fact>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_name
+    }
+}
+
+impl std::ops::DerefMut for Facts {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.by_name
+    }
+}
 
 /// The per-sample dimensions of a model input, all known, or an error naming the model.
 pub fn input_sample_dims(facts: &Facts, input: &str, origin: &str) -> Result<Vec<usize>> {
@@ -108,35 +130,110 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     // Analysis may stop early on ops tract does not know; what it found is still useful.
     let _ = m.analyse(false);
     let mut facts = collect(&m, &parsed.outlets_by_name);
-    // Some ops (ConvTranspose) are not inferred with a symbolic batch: where shapes are
-    // missing, analyse again with a batch of 1 and take those shapes, batch axis symbolic.
-    if facts.values().any(|f| f.shape.is_none()) {
-        if let Ok(parsed1) = onnx.parse(&proto, None) {
-            let mut m1 = parsed1.model;
-            if fix_batch(&mut m1) {
-                let _ = m1.analyse(false);
-                for (name, f1) in collect(&m1, &parsed1.outlets_by_name) {
-                    let entry = facts.entry(name).or_default();
-                    if entry.shape.is_none() {
-                        entry.shape = f1.shape.map(|mut s| {
-                            if let Some(d0) = s.first_mut() {
-                                *d0 = Dim::Sym("batch".into());
-                            }
-                            s
-                        });
-                        entry.dtype = entry.dtype.or(f1.dtype);
-                    }
+    let batch_syms = input_batch_symbols(&m);
+    // A model made for a batch of 1 is one sample per run whatever its reshapes do.
+    facts.single_sample = batch_syms.is_empty() && inputs_batch_one(&m);
+    if facts.values().all(|f| clean_batch(f, &batch_syms)) {
+        return Ok(facts);
+    }
+    // Some shapes are missing (tract does not infer ConvTranspose with a symbolic batch) or
+    // the batch symbol turns up elsewhere than axis 0. Analyse with batches of 1 and 2: if
+    // every tensor just doubles its axis 0, the batch is a clean leading axis and the batch-1
+    // shapes fill the gaps (axis 0 symbolic); otherwise the model folds the batch into other
+    // axes and is explained one sample at a time.
+    // Without the exporter's intermediate annotations: dynamo writes a symbolic batch there.
+    let mut bare = proto.clone();
+    if let Some(g) = bare.graph.as_mut() {
+        g.value_info.clear();
+    }
+    let with_batch = |n: i64| {
+        let p = onnx.parse(&bare, None).ok()?;
+        let mut mb = p.model;
+        if !fix_batch(&mut mb, n) {
+            return None;
+        }
+        let _ = mb.analyse(false);
+        Some(collect(&mb, &p.outlets_by_name))
+    };
+    let (Some(one), Some(two)) = (with_batch(1), with_batch(2)) else {
+        return Ok(facts);
+    };
+    let leading = one.iter().all(|(name, f1)| {
+        let f2 = two.get(name).and_then(|f| f.shape.as_ref());
+        match (f1.shape.as_ref(), f2) {
+            (Some(s1), Some(s2)) => s1 == s2 || batch_doubles(s1, s2),
+            _ => true,
+        }
+    });
+    if !leading {
+        let mut one = one;
+        one.single_sample = true;
+        return Ok(one);
+    }
+    for (name, f1) in one.by_name {
+        let entry = facts.entry(name).or_default();
+        if entry.shape.is_none() {
+            entry.shape = f1.shape.map(|mut s| {
+                if let Some(d0) = s.first_mut() {
+                    *d0 = Dim::Sym("batch".into());
                 }
-            }
+                s
+            });
+            entry.dtype = entry.dtype.or(f1.dtype);
         }
     }
     Ok(facts)
 }
 
-/// Set every symbolic leading dimension of the model inputs to 1.
-fn fix_batch(m: &mut InferenceModel) -> bool {
+/// The symbols of the model inputs' leading dimensions.
+fn input_batch_symbols(m: &InferenceModel) -> Vec<String> {
     let n = m.input_outlets().map(|o| o.len()).unwrap_or(0);
-    for i in 0..n {
+    (0..n)
+        .filter_map(|i| {
+            let f = m.input_fact(i).ok()?;
+            let dims = f.shape.concretize()?;
+            let d0 = dims.first()?;
+            d0.to_i64().is_err().then(|| d0.to_string())
+        })
+        .collect()
+}
+
+/// Every model input has a leading dimension of exactly 1.
+fn inputs_batch_one(m: &InferenceModel) -> bool {
+    let n = m.input_outlets().map(|o| o.len()).unwrap_or(0);
+    n > 0
+        && (0..n).all(|i| {
+            m.input_fact(i)
+                .ok()
+                .and_then(|f| f.shape.concretize())
+                .and_then(|d| d.first().and_then(|d0| d0.to_i64().ok()))
+                == Some(1)
+        })
+}
+
+/// A shape known, with every symbol (if any) a batch symbol at axis 0.
+fn clean_batch(f: &Fact, batch_syms: &[String]) -> bool {
+    let Some(s) = &f.shape else {
+        return false;
+    };
+    s.iter().enumerate().all(|(i, d)| match d {
+        Dim::Known(_) => true,
+        Dim::Sym(name) => i == 0 && batch_syms.iter().any(|b| b == name),
+    })
+}
+
+/// `s2` is `s1` with a batch of 2 instead of 1 on axis 0.
+fn batch_doubles(s1: &[Dim], s2: &[Dim]) -> bool {
+    s1.len() == s2.len()
+        && s1.first() == Some(&Dim::Known(1))
+        && s2.first() == Some(&Dim::Known(2))
+        && s1[1..] == s2[1..]
+}
+
+/// Set every symbolic leading dimension of the model inputs to `n`.
+fn fix_batch(m: &mut InferenceModel, n: i64) -> bool {
+    let inputs = m.input_outlets().map(|o| o.len()).unwrap_or(0);
+    for i in 0..inputs {
         let Ok(f) = m.input_fact(i) else {
             return false;
         };
@@ -145,7 +242,7 @@ fn fix_batch(m: &mut InferenceModel) -> bool {
             let mut dims: Vec<TDim> = dims.to_vec();
             if let Some(d0) = dims.first_mut() {
                 if d0.to_i64().is_err() {
-                    *d0 = 1.into();
+                    *d0 = n.into();
                 }
             }
             f = f.with_shape(dims);
@@ -158,7 +255,7 @@ fn fix_batch(m: &mut InferenceModel) -> bool {
 }
 
 fn collect(m: &InferenceModel, outlets: &HashMap<String, OutletId>) -> Facts {
-    let mut facts = Facts::new();
+    let mut facts = Facts::default();
     for (name, &outlet) in outlets {
         let Ok(f) = m.outlet_fact(outlet) else {
             continue;

@@ -161,6 +161,12 @@ pub fn run(
     let proto = crate::onnx::load(path)?;
     let model = ir::import(&proto, &origin)?;
     let facts = infer_facts(&proto, &origin)?;
+    if facts.single_sample && batch > 1 {
+        return Err(bad_input!(
+            "{origin}: this model folds its batch axis into others (a reshape merges it), so \
+             model_rap.onnx explains one sample per run; use --batch 1"
+        ));
+    }
     let rap = compile_with_facts(&model, &facts, opts, &origin)?;
     let rap_bytes = crate::onnx::encode(&ir::export(&rap)?);
     let compile_s = t0.elapsed().as_secs_f64();

@@ -384,7 +384,11 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         // Only the heatmap is needed (the plan returns the graph outputs in order).
         compiled.graph.outputs.retain(|o| o.name() == HEATMAP);
         let bytes = crate::onnx::encode(&ir::export(&compiled)?);
-        let bsz = args.batch.clamp(1, n);
+        let bsz = if info.facts.single_sample {
+            1
+        } else {
+            args.batch.clamp(1, n)
+        };
         let xs0 = info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c])));
         let t0 = ArrayD::<i64>::zeros(IxDyn(&[bsz]));
         // Inputs in graph order: the image, then `rap_target` (the true class).

@@ -327,7 +327,13 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         .collect();
     let mut plans: HashMap<usize, Plan> = HashMap::new();
     let mut results: Vec<(ArrayD<f32>, Vec<f32>)> = Vec::new();
-    for chunk in items.chunks(args.batch.max(1)) {
+    // A model that folds its batch axis is explained one input per run.
+    let per_run = if facts.single_sample {
+        1
+    } else {
+        args.batch.max(1)
+    };
+    for chunk in items.chunks(per_run) {
         let refs: Vec<&ArrayD<f32>> = chunk.iter().map(|i| &i.tensor).collect();
         let mut inputs = vec![Value::F32(stack(&refs))];
         if let Some(t) = args.target {

@@ -124,6 +124,18 @@ pub fn compile_with_facts(
         .collect();
 
     let mut out = model.clone();
+    if facts.single_sample {
+        // The batch is folded into other axes somewhere: the explanation is per run, so the
+        // compiled model takes exactly one sample, and a runtime rejects more.
+        for vi in out
+            .graph
+            .inputs
+            .iter_mut()
+            .chain(out.graph.outputs.iter_mut())
+        {
+            batch_of_one(vi);
+        }
+    }
     let order: Vec<_> = graph
         .topo_order()?
         .into_iter()
@@ -145,7 +157,12 @@ pub fn compile_with_facts(
     if opts.target_input {
         add_input(&mut out.graph, TARGET, 7, std::slice::from_ref(&batch_dim));
     }
-    let mut e = Emit::new(&mut out.graph, opset, opts.tuning.sign_masks);
+    let mut e = Emit::new(
+        &mut out.graph,
+        opset,
+        opts.tuning.sign_masks,
+        facts.single_sample,
+    );
 
     // The explained class per sample, and the seed relevance at the logits.
     e.set_prefix("rap.seed".into());
@@ -280,6 +297,9 @@ pub fn compile_with_facts(
         .find(|v| v.name() == roles.input)
         .cloned()
         .unwrap_or_default();
+    if facts.single_sample {
+        batch_of_one(&mut rel_vi);
+    }
     rel_vi.name = Some(RELEVANCE.into());
     rel_vi.doc_string = Some("RAP relevance of the input, same shape as the input".into());
     let mut outputs = vec![rel_vi];
@@ -403,6 +423,22 @@ fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Set a symbolic leading dimension of a tensor's type to 1.
+fn batch_of_one(vi: &mut ValueInfoProto) {
+    let d0 = vi
+        .r#type
+        .as_mut()
+        .and_then(|t| t.tensor_type.as_mut())
+        .and_then(|t| t.shape.as_mut())
+        .and_then(|s| s.dim.first_mut());
+    if let Some(d0) = d0 {
+        if d0.dim_param.is_some() {
+            d0.dim_param = None;
+            d0.dim_value = Some(1);
+        }
     }
 }
 

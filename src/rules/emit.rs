@@ -19,13 +19,17 @@ pub struct Emit<'g> {
     safe: HashMap<String, (String, String)>,
     masks: HashMap<String, String>,
     sign_masks: bool,
+    /// One sample per run: per-sample reductions cover every axis (see `Facts`).
+    single_sample: bool,
 }
 
 impl<'g> Emit<'g> {
     /// `sign_masks`: write `[b != 0]` as `|sign(b)|` instead of `Cast(Not(Equal(b, 0)))`.
-    pub fn new(graph: &'g mut Graph, opset: i64, sign_masks: bool) -> Self {
+    /// `single_sample`: the model runs one sample at a time, its batch axis folded into others.
+    pub fn new(graph: &'g mut Graph, opset: i64, sign_masks: bool, single_sample: bool) -> Self {
         Emit {
             sign_masks,
+            single_sample,
             b: Builder::new(graph),
             opset,
             prefix: "rap".into(),
@@ -38,6 +42,11 @@ impl<'g> Emit<'g> {
     /// Opset of the default domain the emitted nodes follow.
     pub fn opset(&self) -> i64 {
         self.opset
+    }
+
+    /// Whether the model runs one sample at a time, so that axis 0 is not a batch axis.
+    pub fn single_sample(&self) -> bool {
+        self.single_sample
     }
 
     /// Name the following nodes after the node whose rule runs now.
@@ -211,9 +220,11 @@ impl<'g> Emit<'g> {
         }
     }
 
-    /// Per-sample sum over every non-batch axis of a rank-`rank` tensor, keeping the dims.
+    /// Per-sample sum over every non-batch axis of a rank-`rank` tensor, keeping the dims
+    /// (every axis for a single-sample model).
     pub fn sum_sample(&mut self, x: &str, rank: usize, part: &str) -> Result<String> {
-        let axes: Vec<i64> = (1..rank as i64).collect();
+        let first = if self.single_sample { 0 } else { 1 };
+        let axes: Vec<i64> = (first..rank as i64).collect();
         self.reduce("ReduceSum", x, &axes, true, part)
     }
 

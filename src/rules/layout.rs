@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::{first_only, input, rel0, unsupported_use, Cx, Kind, Rule};
 use crate::analysis::{common_sign, first_input_sign, Sign};
 use crate::error::Result;
-use crate::onnx::attr::{self, make_ints};
+use crate::onnx::attr::{self, make_int, make_ints};
 use crate::onnx::proto::NodeProto;
 
 pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
@@ -83,12 +83,6 @@ fn crop(cx: &mut Cx, r: &str, begin: &[i64], len: &[i64], part: &str) -> Result<
     }
 }
 
-fn full_dims(cx: &Cx, node: &NodeProto, t: &str) -> Result<Vec<i64>> {
-    Ok(std::iter::once(-1)
-        .chain(cx.sample_dims(node, t)?)
-        .collect())
-}
-
 impl Rule for Transpose {
     fn kind(&self) -> Kind {
         Kind::ShapeOnly
@@ -103,9 +97,9 @@ impl Rule for Transpose {
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
-        let rank = cx.sample_dims(node, input(node, 0)?)?.len() + 1;
+        let rank = cx.dims(node, input(node, 0)?)?.len();
         let perm = attr::ints(node, "perm")?.unwrap_or_else(|| (0..rank as i64).rev().collect());
-        if perm.first() != Some(&0) {
+        if perm.first() != Some(&0) && !cx.e.single_sample() {
             return Err(unsupported_use(node, "it moves the batch axis"));
         }
         let mut inv = vec![0i64; perm.len()];
@@ -130,7 +124,7 @@ impl Rule for Pad {
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
         let x = input(node, 0)?;
-        let dims = full_dims(cx, node, x)?;
+        let dims = cx.dims(node, x)?;
         let rank = dims.len();
         let mode = attr::string(node, "mode")?.unwrap_or_else(|| "constant".into());
         if mode != "constant" {
@@ -152,7 +146,7 @@ impl Rule for Pad {
         let mut begin = vec![0i64; rank];
         for (j, &a) in axes.iter().enumerate() {
             let a = if a < 0 { a + rank as i64 } else { a } as usize;
-            if a == 0 && (pads[j] != 0 || pads[j + k] != 0) {
+            if cx.is_batch_axis(a as i64) && (pads[j] != 0 || pads[j + k] != 0) {
                 return Err(unsupported_use(node, "it pads the batch axis"));
             }
             begin[a] = pads[j];
@@ -178,7 +172,7 @@ impl Rule for Slice {
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
         let x = input(node, 0)?;
-        let dims = full_dims(cx, node, x)?;
+        let dims = cx.dims(node, x)?;
         let rank = dims.len();
         let starts = ints(cx, node, 1, "starts")?
             .ok_or_else(|| unsupported_use(node, "it has no starts"))?;
@@ -190,7 +184,7 @@ impl Rule for Slice {
         let mut end = vec![0i64; rank];
         for (j, &a) in axes.iter().enumerate() {
             let a = if a < 0 { a + rank as i64 } else { a } as usize;
-            if a == 0 {
+            if cx.is_batch_axis(a as i64) {
                 return Err(unsupported_use(node, "it slices the batch axis"));
             }
             if steps[j] != 1 {
@@ -222,21 +216,22 @@ impl Rule for Split {
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let x = input(node, 0)?;
-        let rank = cx.sample_dims(node, x)?.len() as i64 + 1;
+        let dims = cx.dims(node, x)?;
+        let rank = dims.len() as i64;
         let mut axis = attr::int(node, "axis")?.unwrap_or(0);
         if axis < 0 {
             axis += rank;
         }
-        if axis == 0 {
+        if cx.is_batch_axis(axis) {
             return Err(unsupported_use(node, "it splits the batch axis"));
         }
         let ax = axis as usize;
-        let total = cx.sample_dims(node, x)?[ax - 1];
+        let total = dims[ax];
         // Each piece's relevance, zero-padded to the full axis, summed.
         let mut offset = 0i64;
         let mut sum: Option<String> = None;
         for (k, (out, r)) in node.output.iter().zip(rel).enumerate() {
-            let len = cx.sample_dims(node, out)?[ax - 1];
+            let len = cx.dims(node, out)?[ax];
             if let Some(r) = r {
                 let mut begin = vec![0i64; rank as usize];
                 let mut end = vec![0i64; rank as usize];
@@ -271,13 +266,13 @@ impl Rule for Gather {
         let r = rel0(node, rel)?.to_string();
         let x = input(node, 0)?;
         let idx_name = input(node, 1)?;
-        let dims = full_dims(cx, node, x)?;
+        let dims = cx.dims(node, x)?;
         let rank = dims.len() as i64;
         let mut axis = attr::int(node, "axis")?.unwrap_or(0);
         if axis < 0 {
             axis += rank;
         }
-        if axis == 0 {
+        if cx.is_batch_axis(axis) {
             return Err(unsupported_use(node, "it gathers along the batch axis"));
         }
         let idx = cx
@@ -311,27 +306,60 @@ impl Rule for Gather {
             begin[axis as usize] = i;
             end[axis as usize] = d - 1 - i;
             zero_pad(cx, &u, &begin, &end, "in")?
-        } else if idx.ndim() == 1 {
-            // Several indices: a one-hot matrix [K, D] scatters them back (repeats add up).
-            let k = idx.len();
-            let mut hot = vec![0f32; k * d as usize];
-            for (j, &v) in idx.iter().enumerate() {
-                hot[j * d as usize + norm(v) as usize] = 1.0;
-            }
-            let hot = cx.e.const_f32("onehot", &[k as i64, d], &hot);
-            let last = rank - 1;
-            let mut perm: Vec<i64> = (0..rank).collect();
-            perm.swap(axis as usize, last as usize);
-            let t = cx.e.op(
-                "Transpose",
-                "to_last",
-                &[&r],
-                vec![make_ints("perm", &perm)],
-            )?;
-            let m = cx.e.op("MatMul", "scatter", &[&t, &hot], vec![])?;
-            cx.e.op("Transpose", "in", &[&m], vec![make_ints("perm", &perm)])?
         } else {
-            return Err(unsupported_use(node, "indices of rank 2 or more"));
+            // Several indices, of any rank: flattened to one axis of K positions.
+            let flat: Vec<i64> = idx.iter().map(|&v| norm(v)).collect();
+            let k = flat.len() as i64;
+            let ax = axis as usize;
+            let r = if idx.ndim() == 1 {
+                r
+            } else {
+                let out_dims = cx.dims(node, &node.output[0])?;
+                let tail = &out_dims[ax + idx.ndim()..];
+                let shape: Vec<i64> = out_dims[..ax]
+                    .iter()
+                    .copied()
+                    .chain(std::iter::once(k))
+                    .chain(tail.iter().copied())
+                    .collect();
+                cx.e.reshape(&r, &shape, "flat")?
+            };
+            let mut reader = vec![-1i64; d as usize];
+            let mut repeats = false;
+            for (j, &p) in flat.iter().enumerate() {
+                if reader[p as usize] >= 0 {
+                    repeats = true;
+                }
+                reader[p as usize] = j as i64;
+            }
+            if !repeats {
+                // Each input position takes the relevance of the one output that read it;
+                // positions nobody read take the zero appended at the end of the axis.
+                let mut end = vec![0i64; rank as usize];
+                end[ax] = 1;
+                let ext = zero_pad(cx, &r, &vec![0i64; rank as usize], &end, "ext")?;
+                let inv: Vec<i64> = reader.iter().map(|&j| if j < 0 { k } else { j }).collect();
+                let inv = cx.e.const_i64("reader", &[d], &inv);
+                cx.e.op("Gather", "in", &[&ext, &inv], vec![make_int("axis", axis)])?
+            } else {
+                // Repeated indices: a one-hot matrix [K, D] scatters them back (repeats add).
+                let mut hot = vec![0f32; (k * d) as usize];
+                for (j, &p) in flat.iter().enumerate() {
+                    hot[j * d as usize + p as usize] = 1.0;
+                }
+                let hot = cx.e.const_f32("onehot", &[k, d], &hot);
+                let last = rank - 1;
+                let mut perm: Vec<i64> = (0..rank).collect();
+                perm.swap(ax, last as usize);
+                let t = cx.e.op(
+                    "Transpose",
+                    "to_last",
+                    &[&r],
+                    vec![make_ints("perm", &perm)],
+                )?;
+                let m = cx.e.op("MatMul", "scatter", &[&t, &hot], vec![])?;
+                cx.e.op("Transpose", "in", &[&m], vec![make_ints("perm", &perm)])?
+            }
         };
         Ok(first_only(out, node.input.len()))
     }

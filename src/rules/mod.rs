@@ -205,6 +205,22 @@ impl Cx<'_, '_> {
             })
     }
 
+    /// The shape of a tensor on the relevance path: -1 for the batch axis, every other
+    /// dimension known. A single-sample model has no batch axis: all of its shape.
+    pub fn dims(&self, node: &NodeProto, tensor: &str) -> Result<Vec<i64>> {
+        if self.e.single_sample() {
+            return self.known_shape(node, tensor);
+        }
+        Ok(std::iter::once(-1)
+            .chain(self.sample_dims(node, tensor)?)
+            .collect())
+    }
+
+    /// Whether `axis` (non-negative) is the batch axis, which per-sample rules leave alone.
+    pub fn is_batch_axis(&self, axis: i64) -> bool {
+        axis == 0 && !self.e.single_sample()
+    }
+
     /// The full shape of a constant (or any fully known) tensor.
     pub fn known_shape(&self, node: &NodeProto, tensor: &str) -> Result<Vec<i64>> {
         let dims = self

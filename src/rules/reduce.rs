@@ -30,8 +30,8 @@ impl Rule for Reduce {
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
         let x = input(node, 0)?.to_string();
-        let xd = cx.sample_dims(node, &x)?;
-        let rank = xd.len() as i64 + 1;
+        let xd = cx.dims(node, &x)?;
+        let rank = xd.len() as i64;
         let axes_input = node.input.get(1).filter(|s| !s.is_empty());
         let axes: Vec<i64> = match axes_input {
             Some(t) => cx
@@ -42,35 +42,34 @@ impl Rule for Reduce {
                 .collect(),
             None => attr::ints(node, "axes")?.unwrap_or_default(),
         };
-        if axes.is_empty() {
+        let axes = if axes.is_empty() {
             let noop = attr::int(node, "noop_with_empty_axes")?.unwrap_or(0) != 0;
             if noop {
                 return Ok(first_only(r, node.input.len()));
             }
-            return Err(unsupported_use(
-                node,
-                "it reduces every axis, the batch axis too",
-            ));
-        }
+            if !cx.e.single_sample() {
+                return Err(unsupported_use(
+                    node,
+                    "it reduces every axis, the batch axis too",
+                ));
+            }
+            (0..rank).collect()
+        } else {
+            axes
+        };
         let axes: Vec<i64> = axes
             .iter()
             .map(|&a| if a < 0 { a + rank } else { a })
             .collect();
-        if axes.contains(&0) {
+        if axes.iter().any(|&a| cx.is_batch_axis(a)) {
             return Err(unsupported_use(node, "it reduces the batch axis"));
         }
         let keep = attr::int(node, "keepdims")?.unwrap_or(1) != 0;
         // The output with its reduced axes kept (as 1), so it broadcasts against x.
-        let kept: Vec<i64> = std::iter::once(-1)
-            .chain((1..rank).map(|a| {
-                if axes.contains(&a) {
-                    1
-                } else {
-                    xd[a as usize - 1]
-                }
-            }))
+        let kept: Vec<i64> = (0..rank)
+            .map(|a| if axes.contains(&a) { 1 } else { xd[a as usize] })
             .collect();
-        let n: i64 = axes.iter().map(|&a| xd[a as usize - 1]).product();
+        let n: i64 = axes.iter().map(|&a| xd[a as usize]).product();
         let mean = node.op_type() == "ReduceMean";
         let y = node.output[0].clone();
         let out = if cx.method.is_gradient() {
@@ -85,7 +84,8 @@ impl Rule for Reduce {
             } else {
                 g
             };
-            let ones = cx.e.ones(&[vec![1], xd].concat(), "ones")?;
+            let ones_shape: Vec<i64> = xd.iter().map(|&d| d.max(1)).collect();
+            let ones = cx.e.ones(&ones_shape, "ones")?;
             cx.e.mul(&g, &ones, "grad")?
         } else {
             let s = cx.e.sd(&r, &y, "s")?;

@@ -52,13 +52,13 @@ impl Rule for Add {
         let r = rel0(node, rel)?.to_string();
         let y = node.output[0].clone();
         let (a, b) = (input(node, 0)?.to_string(), input(node, 1)?.to_string());
-        let y_dims = cx.sample_dims(node, &y)?;
+        let y_dims = cx.dims(node, &y)?;
         let live: Vec<bool> = [&a, &b]
             .iter()
             .map(|t| cx.dynamic.contains(t.as_str()))
             .collect();
         for (t, &l) in [&a, &b].iter().zip(&live) {
-            if l && cx.sample_dims(node, t)? != y_dims {
+            if l && cx.dims(node, t)? != y_dims {
                 return Err(unsupported_use(
                     node,
                     "a broadcasting Add of activations is not supported",
@@ -99,14 +99,14 @@ impl Rule for Sum {
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
         let y = node.output[0].clone();
-        let y_dims = cx.sample_dims(node, &y)?;
+        let y_dims = cx.dims(node, &y)?;
         let live: Vec<&String> = node
             .input
             .iter()
             .filter(|t| cx.dynamic.contains(*t))
             .collect();
         for t in &live {
-            if cx.sample_dims(node, t)? != y_dims {
+            if cx.dims(node, t)? != y_dims {
                 return Err(unsupported_use(node, "a broadcasting Sum of activations"));
             }
         }
@@ -142,17 +142,17 @@ impl Rule for Concat {
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
-        let rank = cx.sample_dims(node, &node.output[0])?.len() as i64 + 1;
+        let rank = cx.dims(node, &node.output[0])?.len() as i64;
         let mut axis = attr::int(node, "axis")?.ok_or_else(|| unsupported_use(node, "no axis"))?;
         if axis < 0 {
             axis += rank;
         }
-        if axis <= 0 || axis >= rank {
+        if axis < 0 || axis >= rank || cx.is_batch_axis(axis) {
             return Err(unsupported_use(node, "concatenation along the batch axis"));
         }
         let mut sizes = Vec::new();
         for t in &node.input {
-            sizes.push(cx.sample_dims(node, t)?[axis as usize - 1]);
+            sizes.push(cx.dims(node, t)?[axis as usize]);
         }
         let pieces = cx.e.split(&r, axis, &sizes, "pieces")?;
         let mut out = Vec::new();
@@ -185,9 +185,7 @@ impl Rule for Reshape {
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
         let x = input(node, 0)?;
-        let shape: Vec<i64> = std::iter::once(-1)
-            .chain(cx.sample_dims(node, x)?)
-            .collect();
+        let shape = cx.dims(node, x)?;
         let out = cx.e.reshape(&r, &shape, "in")?;
         Ok(super::first_only(out, node.input.len()))
     }
