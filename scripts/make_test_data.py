@@ -206,6 +206,12 @@ def main():
     np.save(os.path.join(OUT, "tiny_fold_input.npy"),
             np.random.default_rng(29).standard_normal((1, 3, 4)).astype(np.float32))
 
+    # Pools whose planes (batch x channels = 33) are 4x4 after pooling: the shapes where
+    # tract 0.23.9's single-output-channel ConvTranspose went wrong (GoogLeNet).
+    save(tiny_pools(), "tiny_pools.onnx")
+    np.save(os.path.join(OUT, "tiny_pools_input.npy"),
+            np.random.default_rng(37).standard_normal((1, 33, 7, 7)).astype(np.float32))
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -329,6 +335,23 @@ def tiny_fold():
     folded = model(first + fold + head, inits + [c64("rows", [-1, 4]), c64("back", [3, -1, 5])],
                    [vi("x", "N", 3, 4)], [vi("logits", "N", 3)], name="tiny_fold")
     return plain, folded
+
+
+def tiny_pools():
+    g = np.random.default_rng(41)
+    n = helper.make_node
+    nodes = [n("Relu", ["x"], ["a"], name="relu"),
+             n("MaxPool", ["a"], ["p1"], name="pool_s2", kernel_shape=[3, 3], strides=[2, 2],
+               pads=[1, 1, 1, 1], ceil_mode=1),
+             n("MaxPool", ["p1"], ["p2"], name="pool_s1", kernel_shape=[3, 3], strides=[1, 1],
+               pads=[1, 1, 1, 1], ceil_mode=1),
+             n("AveragePool", ["p2"], ["p3"], name="avg", kernel_shape=[3, 3], strides=[1, 1],
+               pads=[1, 1, 1, 1]),
+             n("Flatten", ["p3"], ["f"], name="flatten"),
+             n("Gemm", ["f", "w", "b"], ["logits"], name="fc", transB=1)]
+    inits = [numpy_helper.from_array(g.standard_normal((3, 528)).astype(np.float32), "w"),
+             numpy_helper.from_array(g.standard_normal(3).astype(np.float32), "b")]
+    return model(nodes, inits, [vi("x", "N", 33, 7, 7)], [vi("logits", "N", 3)], name="tiny_pools")
 
 
 def tiny_cnn_copy(m):

@@ -271,3 +271,46 @@ fn a_model_that_folds_its_batch_is_explained_per_sample() {
         assert!(d <= 1e-5 * scale);
     }
 }
+
+/// Pools over 33 planes of 4x4 (batch x channels), where tract 0.23.9's ConvTranspose with
+/// one output channel returned wrong and run-dependent values: the unpooling is written as
+/// plain convolutions, so tract must give the same relevance on every run and agree with
+/// onnxruntime, for RAP and for z+.
+#[test]
+fn pooled_planes_agree_in_both_runtimes_run_after_run() {
+    for method in [Method::Rap, Method::LrpZPlus] {
+        let opts = Options {
+            method,
+            ..Options::default()
+        };
+        let bytes = compile_file(&root().join("tests/data/tiny_pools.onnx"), &opts);
+        let x = npy_f32(&root().join("tests/data/tiny_pools_input.npy"));
+        let inputs = [Value::F32(x.clone())];
+        let names = output_names(&bytes);
+        let at = names.iter().position(|n| n == "relevance").unwrap();
+        let plan = onnx_rap::runtime::Plan::new(&bytes, &inputs, names).unwrap();
+        let first = plan.run(&inputs).unwrap()[at].1.clone();
+        for _ in 0..3 {
+            assert_eq!(plan.run(&inputs).unwrap()[at].1, first, "{method:?}");
+        }
+        let (_, ort, logits) = run_both(
+            "tests/data/tiny_pools.onnx",
+            "tests/data/tiny_pools_input.npy",
+            &opts,
+        );
+        let scale = ort.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = first
+            .iter()
+            .zip(ort.iter())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            scale > 0.0 && d <= 1e-5 * scale,
+            "{method:?}: {d} vs {scale}"
+        );
+        let (sum, logit) = (sums(&first)[0], max_logits(&logits)[0]);
+        assert!(
+            (sum - logit).abs() <= 1e-4 * logit.abs(),
+            "{method:?}: {sum} vs {logit}"
+        );
+    }
+}

@@ -41,7 +41,13 @@ fn ints(cx: &Cx, node: &NodeProto, slot: usize, name: &str) -> Result<Option<Vec
 }
 
 /// Zero-pad `r` (rank `rank`) by `begin` / `end` per axis.
-fn zero_pad(cx: &mut Cx, r: &str, begin: &[i64], end: &[i64], part: &str) -> Result<String> {
+pub(super) fn zero_pad(
+    cx: &mut Cx,
+    r: &str,
+    begin: &[i64],
+    end: &[i64],
+    part: &str,
+) -> Result<String> {
     if begin.iter().chain(end).all(|&p| p == 0) {
         return Ok(r.to_string());
     }
@@ -56,7 +62,7 @@ fn zero_pad(cx: &mut Cx, r: &str, begin: &[i64], end: &[i64], part: &str) -> Res
 }
 
 /// `r[begin..begin+len]` per axis.
-fn crop(cx: &mut Cx, r: &str, begin: &[i64], len: &[i64], part: &str) -> Result<String> {
+pub(super) fn crop(cx: &mut Cx, r: &str, begin: &[i64], len: &[i64], part: &str) -> Result<String> {
     let axes: Vec<i64> = (0..begin.len() as i64).filter(|&a| a > 0).collect();
     let starts: Vec<i64> = axes.iter().map(|&a| begin[a as usize]).collect();
     let ends: Vec<i64> = axes

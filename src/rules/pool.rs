@@ -52,15 +52,60 @@ fn with_batch(rest: &[i64], second: i64) -> Vec<i64> {
     [vec![-1, second], rest.to_vec()].concat()
 }
 
-/// `X * G^T s`: add the per-window values `s` (`[N*C, K, out...]`) back onto the input grid
-/// with a ConvTranspose on `kernel`, then weight by the input (not for gradients: `G^T s`).
-fn unpool(cx: &mut Cx, x: &str, s: &str, kernel: &str, win: &Window, c: i64) -> Result<String> {
-    let back = cx.e.op(
-        "ConvTranspose",
-        "unpool",
-        &[s, kernel],
-        win.transpose_attrs(),
-    )?;
+/// `X * G^T s`: add the per-window values `s` (`[N*C, K, out...]`) back onto the input grid,
+/// then weight by the input (not for gradients: `G^T s`). `kernel` is the ConvTranspose
+/// weight `[K, 1, k...]`, `flipped` the same as a Conv weight `[1, K, k...]`, kernel flipped.
+///
+/// Written as a stride-1 Conv over the values spread apart by the stride, not as a
+/// ConvTranspose: tract 0.23.9's ConvTranspose with one output channel returns wrong,
+/// run-dependent values for some shapes (a batch of 32 to 40 planes of 4x4 and a 3x3 kernel:
+/// GoogLeNet's pools), and the planes of a pooled tensor are exactly that case.
+#[allow(clippy::too_many_arguments)]
+fn unpool(
+    cx: &mut Cx,
+    x: &str,
+    s: &str,
+    k: i64,
+    kernel: &str,
+    flipped: &str,
+    win: &Window,
+    c: i64,
+) -> Result<String> {
+    let back = if let Some((keep, attrs)) = win.spread_conv() {
+        let n = win.kernel.len();
+        let spread = if win.strides.iter().all(|&t| t == 1) {
+            s.to_string()
+        } else {
+            // [B, K, o1, 1, o2, 1, ...], zero-padded to [B, K, o1, t1, o2, t2, ...].
+            let mut apart = vec![-1, k];
+            let mut end = vec![0i64; 2 + 2 * n];
+            let mut full = vec![-1, k];
+            for i in 0..n {
+                apart.extend([win.output[i], 1]);
+                end[3 + 2 * i] = win.strides[i] - 1;
+                full.push(win.output[i] * win.strides[i]);
+            }
+            let a = cx.e.reshape(s, &apart, "spread.axes")?;
+            let begin = vec![0i64; 2 + 2 * n];
+            let p = super::layout::zero_pad(cx, &a, &begin, &end, "spread.pad")?;
+            cx.e.reshape(&p, &full, "spread")?
+        };
+        let spread = if (0..n).any(|i| keep[i] < win.output[i] * win.strides[i]) {
+            let begin = vec![0i64; 2 + n];
+            let len: Vec<i64> = [vec![-1, k], keep].concat();
+            super::layout::crop(cx, &spread, &begin, &len, "spread.keep")?
+        } else {
+            spread
+        };
+        cx.e.op("Conv", "unpool", &[&spread, flipped], attrs)?
+    } else {
+        cx.e.op(
+            "ConvTranspose",
+            "unpool",
+            &[s, kernel],
+            win.transpose_attrs(),
+        )?
+    };
     let back =
         cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
     if cx.method.is_gradient() {
@@ -103,6 +148,14 @@ impl Rule for MaxPool {
             onehot[i * ks + i] = 1.0;
         }
         let onehot = cx.e.const_f32("onehot", &kdims, &onehot);
+        // The same as a Conv weight [1, K, k...]: reversing the flat kernel index flips
+        // every spatial axis.
+        let fdims: Vec<i64> = [vec![1, k], win.kernel.clone()].concat();
+        let mut flipped = vec![0f32; ks * ks];
+        for i in 0..ks {
+            flipped[i * ks + (ks - 1 - i)] = 1.0;
+        }
+        let flipped = cx.e.const_f32("onehot.flipped", &fdims, &flipped);
         let tdims: Vec<i64> = [vec![k, k], vec![1; win.kernel.len()]].concat();
         let mut tri = vec![0f32; ks * ks];
         for i in 0..ks {
@@ -136,7 +189,7 @@ impl Rule for MaxPool {
         let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let g = cx.e.mul(&first, &sr, "s.at_argmax")?;
-        let out = unpool(cx, &x, &g, &onehot, &win, c)?;
+        let out = unpool(cx, &x, &g, k, &onehot, &flipped, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }
@@ -191,7 +244,7 @@ impl Rule for AvgPool {
         let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let q = cx.e.div(&sr, &count, "s.mean")?;
-        let out = unpool(cx, &x, &q, &ones_k, &win, c)?;
+        let out = unpool(cx, &x, &q, 1, &ones_k, &ones_k, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }

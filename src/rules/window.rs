@@ -137,6 +137,35 @@ impl Window {
         a
     }
 
+    /// The transpose of this window's Conv as a stride-1 Conv with the flipped kernel, run on
+    /// the per-window values spread apart (`stride - 1` zeros after each, so axis `i` has
+    /// `output[i] * strides[i]` entries). Returns the length to keep of each spread axis
+    /// (it may end in zeros that no input position reads) and the Conv's attributes; `None`
+    /// where that needs negative padding at the start.
+    pub fn spread_conv(&self) -> Option<(Vec<i64>, Vec<AttributeProto>)> {
+        let n = self.kernel.len();
+        let (mut keep, mut b, mut e) = (vec![0; n], vec![0; n], vec![0; n]);
+        for i in 0..n {
+            let len = self.output[i] * self.strides[i];
+            b[i] = self.span(i) - 1 - self.begin[i];
+            // The last input position reads spread entry `input - 1 + begin`.
+            let end = self.input[i] + self.begin[i] - len;
+            keep[i] = len + end.min(0);
+            e[i] = end.max(0);
+            if b[i] < 0 || keep[i] <= 0 {
+                return None;
+            }
+        }
+        Some((
+            keep,
+            vec![
+                make_ints("kernel_shape", &self.kernel),
+                make_ints("dilations", &self.dilations),
+                make_ints("pads", &[b, e].concat()),
+            ],
+        ))
+    }
+
     /// For stride 1, the attributes of a Conv that equals the transpose of this window's Conv
     /// when given the spatially flipped, in/out-swapped weight; `None` where that needs
     /// negative padding or the stride is not 1.
