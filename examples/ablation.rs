@@ -31,6 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     variants.push(("+ redundant masks folded", t));
     t.sign_masks = true;
     variants.push(("+ masks as |sign|, BN mask on X", t));
+    t.select_division = true;
+    variants.push(("+ safe division as Where", t));
     let fwd = Plan::new(&std::fs::read(path)?, &inputs, vec![])?;
     let mut plans = Vec::new();
     for (name, tuning) in &variants {

@@ -157,12 +157,7 @@ pub fn compile_with_facts(
     if opts.target_input {
         add_input(&mut out.graph, TARGET, 7, std::slice::from_ref(&batch_dim));
     }
-    let mut e = Emit::new(
-        &mut out.graph,
-        opset,
-        opts.tuning.sign_masks,
-        facts.single_sample,
-    );
+    let mut e = Emit::new(&mut out.graph, opset, opts.tuning, facts.single_sample);
 
     // The explained class per sample, and the seed relevance at the logits.
     e.set_prefix("rap.seed".into());

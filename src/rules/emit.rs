@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::Tuning;
+
 use crate::error::Result;
 use crate::ir::{Builder, Graph};
 use crate::onnx::attr::{make_int, make_ints, make_tensor};
@@ -19,16 +21,21 @@ pub struct Emit<'g> {
     safe: HashMap<String, (String, String)>,
     masks: HashMap<String, String>,
     sign_masks: bool,
+    select_division: bool,
+    zero_tests: HashMap<String, String>,
     /// One sample per run: per-sample reductions cover every axis (see `Facts`).
     single_sample: bool,
 }
 
 impl<'g> Emit<'g> {
-    /// `sign_masks`: write `[b != 0]` as `|sign(b)|` instead of `Cast(Not(Equal(b, 0)))`.
+    /// `tuning`: the forms of masks and safe divisions (see [`Tuning`]).
     /// `single_sample`: the model runs one sample at a time, its batch axis folded into others.
-    pub fn new(graph: &'g mut Graph, opset: i64, sign_masks: bool, single_sample: bool) -> Self {
+    pub fn new(graph: &'g mut Graph, opset: i64, tuning: Tuning, single_sample: bool) -> Self {
         Emit {
-            sign_masks,
+            sign_masks: tuning.sign_masks,
+            // Equal takes floats from opset 11 on.
+            select_division: tuning.select_division && opset >= 11,
+            zero_tests: HashMap::new(),
             single_sample,
             b: Builder::new(graph),
             opset,
@@ -190,9 +197,40 @@ impl<'g> Emit<'g> {
         Ok(m)
     }
 
+    /// Whether safe divisions are written as selections (`Where`).
+    pub fn selects(&self) -> bool {
+        self.select_division
+    }
+
+    /// `v` where `b != 0`, and 0 where `b == 0` (`Where`; the test emitted once per `b`).
+    pub fn zero_where_zero(&mut self, b: &str, v: &str, part: &str) -> Result<String> {
+        let test = match self.zero_tests.get(b) {
+            Some(t) => t.clone(),
+            None => {
+                let zero = self.scalar(0.0);
+                let t = self.op(
+                    "Equal",
+                    &format!("sd.{}.is0", short(b)),
+                    &[b, &zero],
+                    vec![],
+                )?;
+                self.zero_tests.insert(b.to_string(), t.clone());
+                t
+            }
+        };
+        let zero = self.scalar(0.0);
+        self.op("Where", part, &[&test, &zero, v], vec![])
+    }
+
     /// Safe division as RAP defines it: `a / b` where `b != 0`, and 0 where `b == 0`,
-    /// written `(a / (b + [b==0])) * [b!=0]`.
+    /// written `Where(b == 0, 0, a / b)` (the division's inf or NaN at `b == 0` is never
+    /// selected) or, before opset 11 or with `select_division` off,
+    /// `(a / (b + [b==0])) * [b!=0]`.
     pub fn sd(&mut self, a: &str, b: &str, part: &str) -> Result<String> {
+        if self.select_division {
+            let q = self.div(a, b, &format!("{part}.q"))?;
+            return self.zero_where_zero(b, &q, part);
+        }
         let (den, mask) = self.safe_den(b)?;
         let q = self.div(a, &den, &format!("{part}.q"))?;
         self.mul(&q, &mask, part)

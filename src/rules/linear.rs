@@ -557,7 +557,9 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 } else {
                     lin.f_pair(cx, &v, &w, &format!("{tag}.z"))?
                 };
-                let (s1, s2) = if cx.tuning.fold_masks {
+                let (s1, s2) = if cx.tuning.fold_masks && cx.e.selects() {
+                    relative_factors_select(cx, lin.conv.is_none(), r, &z1, &z2, tag)?
+                } else if cx.tuning.fold_masks {
                     relative_factors_folded(cx, lin.conv.is_none(), r, &z1, &z2, tag)?
                 } else {
                     relative_factors(cx, lin.conv.is_none(), r, &z1, &z2, tag)?
@@ -645,6 +647,34 @@ fn relative_factors_folded(
     let rn_z2 = cx.e.div(&rn, &z2_safe, &format!("{tag}.rneg_z2"))?;
     let sum = cx.e.add(&r_d, &rn_z2, &format!("{tag}.s2sum"))?;
     let s2 = cx.e.mul(&sum, &m2, &format!("{tag}.s2"))?;
+    Ok((s1, s2))
+}
+
+/// The folded factors with safe divisions as selections: `s1 = sd(R(+), Z1)`, FC
+/// `s2 = [Z2 != 0] R / D`, Conv `s2 = [Z2 != 0] (R / D + R- / Z2)`, each `[Z2 != 0]` a
+/// `Where` that discards the division's inf or NaN where `Z2 == 0`. `D = Z1 + Z2 != 0` wherever
+/// `Z2 != 0` (both are sums of non-negative terms).
+fn relative_factors_select(
+    cx: &mut Cx,
+    fc: bool,
+    r: &str,
+    z1: &str,
+    z2: &str,
+    tag: &str,
+) -> Result<(String, String)> {
+    let d = cx.e.add(z1, z2, &format!("{tag}.d"))?;
+    let r_d = cx.e.div(r, &d, &format!("{tag}.r_d"))?;
+    if fc {
+        let s1 = cx.e.sd(r, z1, &format!("{tag}.s1"))?;
+        let s2 = cx.e.zero_where_zero(z2, &r_d, &format!("{tag}.s2"))?;
+        return Ok((s1, s2));
+    }
+    let rp = cx.e.relu(r, &format!("{tag}.rpos"))?;
+    let rn = cx.e.sub(r, &rp, &format!("{tag}.rneg"))?;
+    let s1 = cx.e.sd(&rp, z1, &format!("{tag}.s1"))?;
+    let rn_z2 = cx.e.div(&rn, z2, &format!("{tag}.rneg_z2"))?;
+    let sum = cx.e.add(&r_d, &rn_z2, &format!("{tag}.s2sum"))?;
+    let s2 = cx.e.zero_where_zero(z2, &sum, &format!("{tag}.s2"))?;
     Ok((s1, s2))
 }
 

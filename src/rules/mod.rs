@@ -136,6 +136,9 @@ pub struct Tuning {
     pub fold_masks: bool,
     /// Write the masks `[b != 0]` as `|sign(b)|` (the same 0/1 values, cheaper ops).
     pub sign_masks: bool,
+    /// Safe division as `Where(b == 0, 0, a / b)` (opset >= 11): three ops, no mask or
+    /// patched denominator to build.
+    pub select_division: bool,
 }
 
 impl Default for Tuning {
@@ -145,6 +148,7 @@ impl Default for Tuning {
             flip_transpose: true,
             fold_masks: true,
             sign_masks: true,
+            select_division: false,
         }
     }
 }
@@ -166,6 +170,7 @@ impl Tuning {
             flip_transpose: false,
             fold_masks: false,
             sign_masks: false,
+            select_division: false,
         }
     }
 }

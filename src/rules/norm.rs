@@ -83,8 +83,12 @@ impl Rule for BatchNorm {
                     w != 0.0 && w.is_finite()
                 });
                 if all_nonzero && g.len() == v.len() {
-                    let mask = cx.e.nonzero(x)?;
-                    let out = cx.e.mul(&r, &mask, "masked")?;
+                    let out = if cx.e.selects() {
+                        cx.e.zero_where_zero(x, &r, "masked")?
+                    } else {
+                        let mask = cx.e.nonzero(x)?;
+                        cx.e.mul(&r, &mask, "masked")?
+                    };
                     return Ok(first_only(out, node.input.len()));
                 }
             }

@@ -53,58 +53,81 @@ fn with_batch(rest: &[i64], second: i64) -> Vec<i64> {
 }
 
 /// `X * G^T s`: add the per-window values `s` (`[N*C, K, out...]`) back onto the input grid,
-/// then weight by the input (not for gradients: `G^T s`). `kernel` is the ConvTranspose
-/// weight `[K, 1, k...]`, `flipped` the same as a Conv weight `[1, K, k...]`, kernel flipped.
+/// then weight by the input (not for gradients: `G^T s`). `weight` holds the values of the
+/// transpose's weight `[K, 1, kernel...]`.
 ///
-/// Written as a stride-1 Conv over the values spread apart by the stride, not as a
-/// ConvTranspose: tract 0.23.9's ConvTranspose with one output channel returns wrong,
-/// run-dependent values for some shapes (a batch of 32 to 40 planes of 4x4 and a 3x3 kernel:
-/// GoogLeNet's pools), and the planes of a pooled tensor are exactly that case.
-#[allow(clippy::too_many_arguments)]
+/// Written with plain convolutions, not ConvTranspose: tract 0.23.9's ConvTranspose with one
+/// output channel returns wrong, run-dependent values for some shapes (a batch of 32 to 40
+/// planes of 4x4 and a 3x3 kernel: GoogLeNet's pools), and the planes of a pooled tensor are
+/// exactly that case. Stride 1: one Conv with the flipped kernel. Strided: the polyphase
+/// form ([`Window::polyphase`]), then the phases interleaved and the grid cut to the input.
 fn unpool(
     cx: &mut Cx,
     x: &str,
     s: &str,
-    k: i64,
-    kernel: &str,
-    flipped: &str,
+    weight: &[f32],
+    k: usize,
     win: &Window,
     c: i64,
 ) -> Result<String> {
-    let back = if let Some((keep, attrs)) = win.spread_conv() {
-        let n = win.kernel.len();
-        let spread = if win.strides.iter().all(|&t| t == 1) {
-            s.to_string()
-        } else {
-            // [B, K, o1, 1, o2, 1, ...], zero-padded to [B, K, o1, t1, o2, t2, ...].
-            let mut apart = vec![-1, k];
-            let mut end = vec![0i64; 2 + 2 * n];
-            let mut full = vec![-1, k];
-            for i in 0..n {
-                apart.extend([win.output[i], 1]);
-                end[3 + 2 * i] = win.strides[i] - 1;
-                full.push(win.output[i] * win.strides[i]);
+    let n = win.kernel.len();
+    let back = match win.flipped_conv_attrs() {
+        Some(attrs) => {
+            // Stride 1: the weight with in/out swapped and every spatial axis flipped, which
+            // is reversing the flat kernel index.
+            let offsets = weight.len() / k;
+            let mut flipped = vec![0f32; weight.len()];
+            for ch in 0..k {
+                for t in 0..offsets {
+                    flipped[ch * offsets + (offsets - 1 - t)] = weight[ch * offsets + t];
+                }
             }
-            let a = cx.e.reshape(s, &apart, "spread.axes")?;
-            let begin = vec![0i64; 2 + 2 * n];
-            let p = super::layout::zero_pad(cx, &a, &begin, &end, "spread.pad")?;
-            cx.e.reshape(&p, &full, "spread")?
-        };
-        let spread = if (0..n).any(|i| keep[i] < win.output[i] * win.strides[i]) {
-            let begin = vec![0i64; 2 + n];
-            let len: Vec<i64> = [vec![-1, k], keep].concat();
-            super::layout::crop(cx, &spread, &begin, &len, "spread.keep")?
-        } else {
-            spread
-        };
-        cx.e.op("Conv", "unpool", &[&spread, flipped], attrs)?
-    } else {
-        cx.e.op(
-            "ConvTranspose",
-            "unpool",
-            &[s, kernel],
-            win.transpose_attrs(),
-        )?
+            let dims: Vec<i64> = [vec![1, k as i64], win.kernel.clone()].concat();
+            let w = cx.e.const_f32("unpool.kernel", &dims, &flipped);
+            let mut a = attrs;
+            a.push(make_ints("strides", &vec![1; n]));
+            cx.e.op("Conv", "unpool", &[s, &w], a)?
+        }
+        None => {
+            let (pw, dims, m) = win.polyphase(weight, k);
+            let w = cx.e.const_f32("unpool.phase_kernel", &dims, &pw);
+            let attrs = vec![
+                make_ints("kernel_shape", &dims[2..]),
+                make_ints("pads", &[m.clone(), m.clone()].concat()),
+            ];
+            let ph = cx.e.op("Conv", "unpool.phases", &[s, &w], attrs)?;
+            // [B, s1*s2*.., A1, A2, ..] -> [B, s1, s2, .., A1, A2, ..] -> [B, A1, s1, A2, s2, ..]
+            let a: Vec<i64> = (0..n).map(|i| win.output[i] + m[i]).collect();
+            let split: Vec<i64> = [vec![-1], win.strides.clone(), a.clone()].concat();
+            let sp = cx.e.reshape(&ph, &split, "unpool.split")?;
+            let mut perm = vec![0i64];
+            for i in 0..n as i64 {
+                perm.extend([1 + n as i64 + i, 1 + i]);
+            }
+            let t = cx.e.op(
+                "Transpose",
+                "unpool.interleave",
+                &[&sp],
+                vec![make_ints("perm", &perm)],
+            )?;
+            let grid: Vec<i64> = (0..n).map(|i| a[i] * win.strides[i]).collect();
+            let g =
+                cx.e.reshape(&t, &[vec![-1, 1], grid.clone()].concat(), "unpool.grid")?;
+            // The padded grid from u = 0: keep [begin, begin + input), zeros past its end.
+            let keep: Vec<i64> = (0..n)
+                .map(|i| win.input[i].min(grid[i] - win.begin[i]))
+                .collect();
+            let begin = [vec![0, 0], win.begin.clone()].concat();
+            let len = [vec![-1, 1], keep.clone()].concat();
+            let cut = super::layout::crop(cx, &g, &begin, &len, "unpool.cut")?;
+            let short: Vec<i64> = (0..n).map(|i| win.input[i] - keep[i]).collect();
+            if short.iter().any(|&v| v > 0) {
+                let end = [vec![0, 0], short].concat();
+                super::layout::zero_pad(cx, &cut, &vec![0; 2 + n], &end, "unpool.fill")?
+            } else {
+                cut
+            }
+        }
     };
     let back =
         cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
@@ -143,19 +166,11 @@ impl Rule for MaxPool {
         let k: i64 = win.kernel.iter().product();
         let ks = k as usize;
         let kdims: Vec<i64> = [vec![k, 1], win.kernel.clone()].concat();
-        let mut onehot = vec![0f32; ks * ks];
+        let mut onehot_w = vec![0f32; ks * ks];
         for i in 0..ks {
-            onehot[i * ks + i] = 1.0;
+            onehot_w[i * ks + i] = 1.0;
         }
-        let onehot = cx.e.const_f32("onehot", &kdims, &onehot);
-        // The same as a Conv weight [1, K, k...]: reversing the flat kernel index flips
-        // every spatial axis.
-        let fdims: Vec<i64> = [vec![1, k], win.kernel.clone()].concat();
-        let mut flipped = vec![0f32; ks * ks];
-        for i in 0..ks {
-            flipped[i * ks + (ks - 1 - i)] = 1.0;
-        }
-        let flipped = cx.e.const_f32("onehot.flipped", &fdims, &flipped);
+        let onehot = cx.e.const_f32("onehot", &kdims, &onehot_w);
         let tdims: Vec<i64> = [vec![k, k], vec![1; win.kernel.len()]].concat();
         let mut tri = vec![0f32; ks * ks];
         for i in 0..ks {
@@ -189,7 +204,7 @@ impl Rule for MaxPool {
         let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let g = cx.e.mul(&first, &sr, "s.at_argmax")?;
-        let out = unpool(cx, &x, &g, k, &onehot, &flipped, &win, c)?;
+        let out = unpool(cx, &x, &g, &onehot_w, ks, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }
@@ -219,7 +234,8 @@ impl Rule for AvgPool {
             .any(|&p| p != 0);
         let kdims: Vec<i64> = [vec![1, 1], win.kernel.clone()].concat();
         let k: i64 = win.kernel.iter().product();
-        let ones_k = cx.e.const_f32("kernel", &kdims, &vec![1.0; k as usize]);
+        let ones_w = vec![1.0; k as usize];
+        let ones_k = cx.e.const_f32("kernel", &kdims, &ones_w);
         // The divisor of every window: the kernel size, or the number of elements it covers.
         let count = if !padded {
             cx.e.scalar(k as f32)
@@ -244,7 +260,7 @@ impl Rule for AvgPool {
         let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let q = cx.e.div(&sr, &count, "s.mean")?;
-        let out = unpool(cx, &x, &q, 1, &ones_k, &ones_k, &win, c)?;
+        let out = unpool(cx, &x, &q, &ones_w, 1, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }

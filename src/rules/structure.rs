@@ -159,6 +159,8 @@ impl Rule for Concat {
         for (t, piece) in node.input.iter().zip(pieces) {
             if cx.dynamic.contains(t) && cx.method.is_gradient() {
                 out.push(Some(piece));
+            } else if cx.dynamic.contains(t) && cx.e.selects() {
+                out.push(Some(cx.e.zero_where_zero(t, &piece, "in")?));
             } else if cx.dynamic.contains(t) {
                 let m = cx.e.nonzero(t)?;
                 out.push(Some(cx.e.mul(&piece, &m, "in")?));

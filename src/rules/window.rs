@@ -137,33 +137,46 @@ impl Window {
         a
     }
 
-    /// The transpose of this window's Conv as a stride-1 Conv with the flipped kernel, run on
-    /// the per-window values spread apart (`stride - 1` zeros after each, so axis `i` has
-    /// `output[i] * strides[i]` entries). Returns the length to keep of each spread axis
-    /// (it may end in zeros that no input position reads) and the Conv's attributes; `None`
-    /// where that needs negative padding at the start.
-    pub fn spread_conv(&self) -> Option<(Vec<i64>, Vec<AttributeProto>)> {
+    /// The transpose of this window's Conv in polyphase form. Offset `t` of window `j` lands
+    /// on padded position `u = j s + t d`; write `t d = p + s m` (phase `p < s`). Then phase
+    /// `p` of the output at `u = s a + p` sums `g[a - m_t, t]` over the offsets of that phase:
+    /// one stride-1 Conv over the per-window values with `s` output channels per axis (the
+    /// phases, row-major), a kernel of `M + 1` taps (`M = max m_t`) and `M` zeros of padding
+    /// on both sides, whose outputs, interleaved, are the padded input grid from `u = 0` on.
+    ///
+    /// `weight` is the transpose's weight `[K, 1, kernel...]` (row-major); returns the Conv
+    /// weight `[phases, K, M + 1...]`, its dimensions, and `M` per axis.
+    pub fn polyphase(&self, weight: &[f32], k: usize) -> (Vec<f32>, Vec<i64>, Vec<i64>) {
         let n = self.kernel.len();
-        let (mut keep, mut b, mut e) = (vec![0; n], vec![0; n], vec![0; n]);
-        for i in 0..n {
-            let len = self.output[i] * self.strides[i];
-            b[i] = self.span(i) - 1 - self.begin[i];
-            // The last input position reads spread entry `input - 1 + begin`.
-            let end = self.input[i] + self.begin[i] - len;
-            keep[i] = len + end.min(0);
-            e[i] = end.max(0);
-            if b[i] < 0 || keep[i] <= 0 {
-                return None;
+        let m: Vec<i64> = (0..n)
+            .map(|i| (self.kernel[i] - 1) * self.dilations[i] / self.strides[i])
+            .collect();
+        let phases: i64 = self.strides.iter().product();
+        let taps: Vec<i64> = m.iter().map(|v| v + 1).collect();
+        let tap_count: i64 = taps.iter().product();
+        let offsets: i64 = self.kernel.iter().product();
+        let mut out = vec![0f32; (phases * k as i64 * tap_count) as usize];
+        for t in 0..offsets {
+            // Offset t (row-major over the kernel) -> phase and tap per axis.
+            let (mut rest, mut phase, mut tap) = (t, 0i64, 0i64);
+            let mut per_axis = vec![(0i64, 0i64); n];
+            for i in (0..n).rev() {
+                let ti = rest % self.kernel[i];
+                rest /= self.kernel[i];
+                let pos = ti * self.dilations[i];
+                per_axis[i] = (pos % self.strides[i], m[i] - pos / self.strides[i]);
+            }
+            for i in 0..n {
+                phase = phase * self.strides[i] + per_axis[i].0;
+                tap = tap * taps[i] + per_axis[i].1;
+            }
+            for c in 0..k as i64 {
+                let w = weight[(c * offsets + t) as usize];
+                out[((phase * k as i64 + c) * tap_count + tap) as usize] += w;
             }
         }
-        Some((
-            keep,
-            vec![
-                make_ints("kernel_shape", &self.kernel),
-                make_ints("dilations", &self.dilations),
-                make_ints("pads", &[b, e].concat()),
-            ],
-        ))
+        let dims = [vec![phases, k as i64], taps].concat();
+        (out, dims, m)
     }
 
     /// For stride 1, the attributes of a Conv that equals the transpose of this window's Conv
