@@ -2,7 +2,10 @@
 //! switched on one after another, and time every variant against the forward pass in tract,
 //! interleaved in one process.
 //!
-//! usage: cargo run --release --example ablation -- MODEL [BATCH] [RUNS]
+//! usage: cargo run --release --example ablation -- MODEL [BATCH] [RUNS] [VARIANTS]
+//!
+//! VARIANTS: comma-separated indices of the variants to time (default all; each plan of a
+//! large model holds its own folded weights, so pick a few there).
 
 use std::time::Instant;
 
@@ -33,6 +36,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     variants.push(("+ masks as |sign|, BN mask on X", t));
     t.select_division = true;
     variants.push(("+ safe division as Where", t));
+    if let Some(pick) = args.get(4) {
+        let keep: Vec<usize> = pick.split(',').map(|v| v.parse().unwrap()).collect();
+        variants = variants
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(i))
+            .map(|(_, v)| v)
+            .collect();
+    }
     let fwd = Plan::new(&std::fs::read(path)?, &inputs, vec![])?;
     let mut plans = Vec::new();
     for (name, tuning) in &variants {

@@ -235,7 +235,6 @@ impl Rule for AvgPool {
         let kdims: Vec<i64> = [vec![1, 1], win.kernel.clone()].concat();
         let k: i64 = win.kernel.iter().product();
         let ones_w = vec![1.0; k as usize];
-        let ones_k = cx.e.const_f32("kernel", &kdims, &ones_w);
         // The divisor of every window: the kernel size, or the number of elements it covers.
         let count = if !padded {
             cx.e.scalar(k as f32)
@@ -250,6 +249,7 @@ impl Rule for AvgPool {
                 (win.input.clone(), [win.begin.clone(), e].concat())
             };
             let ones = cx.e.ones(&[vec![1, 1], grid].concat(), "grid")?;
+            let ones_k = cx.e.const_f32("kernel", &kdims, &ones_w);
             let a = vec![
                 make_ints("kernel_shape", &win.kernel),
                 make_ints("strides", &win.strides),
