@@ -163,8 +163,8 @@ pub fn run(
     let facts = infer_facts(&proto, &origin)?;
     if facts.single_sample && batch > 1 {
         return Err(bad_input!(
-            "{origin}: this model folds its batch axis into others (a reshape merges it), so \
-             model_rap.onnx explains one sample per run; use --batch 1"
+            "{origin}: model_rap.onnx of this model explains one sample per run (its batch \
+             axis is fixed to 1, or a reshape folds it into other axes); use --batch 1"
         ));
     }
     let rap = compile_with_facts(&model, &facts, opts, &origin)?;
