@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use onnx_rap::pass::Options;
-use onnx_rap::rules::Method;
+use onnx_rap::rules::{Method, Tuning};
 use onnx_rap::runtime::Value;
 use serde_json::Value as Json;
 
@@ -38,6 +38,10 @@ fn tolerance(meta: &Json, method: &str, sample: usize) -> f64 {
 }
 
 fn check_case(dir: &Path, method: Method) {
+    check_case_with(dir, method, Tuning::default());
+}
+
+fn check_case_with(dir: &Path, method: Method, tuning: Tuning) {
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
     let meta: Json =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
@@ -51,6 +55,7 @@ fn check_case(dir: &Path, method: Method) {
     let opts = Options {
         method,
         target_input: targets,
+        tuning,
         ..Options::default()
     };
     let bytes = compile_file(&dir.join("model.onnx"), &opts);
@@ -120,6 +125,20 @@ fn check_case(dir: &Path, method: Method) {
                 .fold(0, |b, (j, v)| if *v > row[b] { j } else { b });
             assert_eq!(arg as i64, *t, "{name}: argmax target differs");
         }
+    }
+}
+
+/// The reference form op for op (`compile --exact`) and the Where-form safe division (off by
+/// default) give the reference relevance too.
+#[test]
+fn golden_rap_matches_reference_in_every_form() {
+    let select = Tuning {
+        select_division: true,
+        ..Tuning::default()
+    };
+    for c in cases() {
+        check_case_with(&c, Method::Rap, Tuning::none());
+        check_case_with(&c, Method::Rap, select);
     }
 }
 
