@@ -328,11 +328,17 @@ def tiny_fold():
     plain = model(first + [n("MatMul", ["a0", "w1"], ["h1"], name="mm1")] + head, inits,
                   [vi("x", "N", 3, 4)], [vi("logits", "N", 3)], name="tiny_fold_plain")
     fold = [n("Transpose", ["a0"], ["t"], name="rows_first", perm=[1, 0, 2]),
-            n("Reshape", ["t", "rows"], ["r"], name="fold"),
+            n("Reshape", ["t", "rows"], ["r0"], name="fold"),
+            # A zero row padded on and sliced off again: routing along the folded axis 0.
+            n("Pad", ["r0", "pad_rows"], ["rp"], name="pad_rows"),
+            n("Slice", ["rp", "one", "big", "zero"], ["r"], name="drop_row"),
             n("MatMul", ["r", "w1"], ["m"], name="mm1"),
             n("Reshape", ["m", "back"], ["u"], name="unfold"),
             n("Transpose", ["u"], ["h1"], name="batch_first", perm=[1, 0, 2])]
-    folded = model(first + fold + head, inits + [c64("rows", [-1, 4]), c64("back", [3, -1, 5])],
+    folded = model(first + fold + head,
+                   inits + [c64("rows", [-1, 4]), c64("back", [3, -1, 5]),
+                            c64("pad_rows", [1, 0, 0, 0]), c64("one", [1]), c64("big", [1 << 30]),
+                            c64("zero", [0])],
                    [vi("x", "N", 3, 4)], [vi("logits", "N", 3)], name="tiny_fold")
     return plain, folded
 

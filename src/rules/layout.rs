@@ -61,9 +61,11 @@ pub(super) fn zero_pad(
     }
 }
 
-/// `r[begin..begin+len]` per axis.
+/// `r[begin..begin+len]` per axis; axis 0 is left whole where its `len` is -1 (the batch).
 pub(super) fn crop(cx: &mut Cx, r: &str, begin: &[i64], len: &[i64], part: &str) -> Result<String> {
-    let axes: Vec<i64> = (0..begin.len() as i64).filter(|&a| a > 0).collect();
+    let axes: Vec<i64> = (0..begin.len() as i64)
+        .filter(|&a| a > 0 || len[0] >= 0)
+        .collect();
     let starts: Vec<i64> = axes.iter().map(|&a| begin[a as usize]).collect();
     let ends: Vec<i64> = axes
         .iter()
