@@ -130,9 +130,18 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     // Analysis may stop early on ops tract does not know; what it found is still useful.
     let _ = m.analyse(false);
     let mut facts = collect(&m, &parsed.outlets_by_name);
-    let batch_syms = input_batch_symbols(&m);
+    let leading = leading_dims(&m);
+    let batch_syms: Vec<String> = leading
+        .iter()
+        .flatten()
+        .filter(|d| d.to_i64().is_err())
+        .map(|d| d.to_string())
+        .collect();
     // A model made for a batch of 1 is one sample per run whatever its reshapes do.
-    facts.single_sample = batch_syms.is_empty() && inputs_batch_one(&m);
+    facts.single_sample = !leading.is_empty()
+        && leading
+            .iter()
+            .all(|d| d.as_ref().and_then(|d| d.to_i64().ok()) == Some(1));
     if facts.values().all(|f| clean_batch(f, &batch_syms)) {
         return Ok(facts);
     }
@@ -158,14 +167,14 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     let (Some(one), Some(two)) = (with_batch(1), with_batch(2)) else {
         return Ok(facts);
     };
-    let leading = one.iter().all(|(name, f1)| {
+    let batch_leads = one.iter().all(|(name, f1)| {
         let f2 = two.get(name).and_then(|f| f.shape.as_ref());
         match (f1.shape.as_ref(), f2) {
             (Some(s1), Some(s2)) => s1 == s2 || batch_doubles(s1, s2),
             _ => true,
         }
     });
-    if !leading {
+    if !batch_leads {
         let mut one = one;
         one.single_sample = true;
         return Ok(one);
@@ -185,30 +194,15 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     Ok(facts)
 }
 
-/// The symbols of the model inputs' leading dimensions.
-fn input_batch_symbols(m: &InferenceModel) -> Vec<String> {
+/// The leading dimension of each model input, where its shape is known.
+fn leading_dims(m: &InferenceModel) -> Vec<Option<TDim>> {
     let n = m.input_outlets().map(|o| o.len()).unwrap_or(0);
     (0..n)
-        .filter_map(|i| {
+        .map(|i| {
             let f = m.input_fact(i).ok()?;
-            let dims = f.shape.concretize()?;
-            let d0 = dims.first()?;
-            d0.to_i64().is_err().then(|| d0.to_string())
+            f.shape.concretize()?.first().cloned()
         })
         .collect()
-}
-
-/// Every model input has a leading dimension of exactly 1.
-fn inputs_batch_one(m: &InferenceModel) -> bool {
-    let n = m.input_outlets().map(|o| o.len()).unwrap_or(0);
-    n > 0
-        && (0..n).all(|i| {
-            m.input_fact(i)
-                .ok()
-                .and_then(|f| f.shape.concretize())
-                .and_then(|d| d.first().and_then(|d0| d0.to_i64().ok()))
-                == Some(1)
-        })
 }
 
 /// A shape known, with every symbol (if any) a batch symbol at axis 0.
