@@ -26,8 +26,13 @@ struct Cli {
 
 #[derive(Copy, Clone, ValueEnum)]
 enum MethodArg {
-    /// Relative Attributing Propagation (Nam et al., AAAI 2020), as the official code computes it
+    /// Relative Attributing Propagation (Nam et al., AAAI 2020), generalised: conserving on
+    /// every architecture (residual joins, signed layer inputs); equal to rap-official on
+    /// plain ReLU networks
     Rap,
+    /// RAP exactly as the official code computes it (doubles the relevance at layers with
+    /// signed inputs; its residual rule amplifies rounding)
+    RapOfficial,
     /// LRP alpha1-beta0, the baseline of the official code (each sign path normalised alone)
     Lrp,
     /// LRP-epsilon (bias included, --epsilon), z^B at the input layer
@@ -333,6 +338,7 @@ fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
 fn method(m: MethodArg) -> Method {
     match m {
         MethodArg::Rap => Method::Rap,
+        MethodArg::RapOfficial => Method::RapOfficial,
         MethodArg::Lrp => Method::Lrp,
         MethodArg::LrpEps => Method::LrpEps,
         MethodArg::LrpA2B1 => Method::LrpA2B1,

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::runtime_err;
 
 /// One input value.
+#[derive(Clone)]
 pub enum Value {
     F32(ArrayD<f32>),
     I64(ArrayD<i64>),

@@ -28,7 +28,10 @@ pub fn infer_signs(graph: &Graph) -> Result<Signs> {
         let ins: Vec<Sign> = node
             .input
             .iter()
-            .map(|t| signs.get(t).copied().unwrap_or(Sign::Any))
+            .map(|t| match constant_sign(graph, t) {
+                Sign::Any => signs.get(t).copied().unwrap_or(Sign::Any),
+                known => known,
+            })
             .collect();
         let s = rule_for(node).map_or(Sign::Any, |r| r.sign(node, &ins));
         for o in &node.output {
@@ -36,6 +39,28 @@ pub fn infer_signs(graph: &Graph) -> Result<Signs> {
         }
     }
     Ok(signs)
+}
+
+/// The sign of a small constant (an initializer or a Constant node of at most 64 values: a
+/// Clip's bounds, say) from its values; `Any` for anything else. Weights are not read.
+fn constant_sign(graph: &Graph, tensor: &str) -> Sign {
+    let value = match graph.producer_op(tensor) {
+        Some(n) if n.op_type() == "Constant" => {
+            crate::onnx::attr::tensor(n, "value").ok().flatten()
+        }
+        _ => graph.initializer(tensor),
+    };
+    let small = value.filter(|t| t.dims.iter().product::<i64>() <= 64);
+    let Some(v) = small.and_then(|t| crate::onnx::tensor::to_f32(t).ok()) else {
+        return Sign::Any;
+    };
+    if v.iter().all(|&x| x >= 0.0) {
+        Sign::NonNeg
+    } else if v.iter().all(|&x| x <= 0.0) {
+        Sign::NonPos
+    } else {
+        Sign::Any
+    }
 }
 
 /// The sign shared by all of `signs`, if they agree (used by data-moving ops).

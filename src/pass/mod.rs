@@ -195,7 +195,7 @@ pub fn compile_with_facts(
             .output_layer
             .and_then(|ix| graph.g[ix].op())
             .is_some_and(|n| matches!(n.op_type(), "Gemm" | "MatMul"));
-    let rap_without_first_step = opts.method == Method::Rap && !first_step;
+    let rap_without_first_step = opts.method.is_rap() && !first_step;
     let seed = if opts.method.seeds_with_logit() || rap_without_first_step {
         e.mul(&roles.logits, &hot, "logit_onehot")?
     } else {

@@ -46,6 +46,28 @@ pub fn bilinear(cx: &mut Cx, node: &NodeProto, r: &str) -> Result<Vec<Option<Str
         super::elementwise::is_gate(cx, &a),
         super::elementwise::is_gate(cx, &b),
     );
+    // Generalised RAP: signed operands enter by magnitude (the gate, >= 0, as it is), so each
+    // share `|a_ik| |b_kj| / sum_k |a_ik| |b_kj|` lies in [0, 1] and the rule conserves.
+    let (a, b, y) = if cx.method.is_robust() {
+        let mut changed = false;
+        let mut mag = |cx: &mut Cx, v: &str, gate: bool, part: &str| -> Result<String> {
+            if gate || cx.sign(v) == Sign::NonNeg {
+                return Ok(v.to_string());
+            }
+            changed = true;
+            cx.e.op("Abs", part, &[v], vec![])
+        };
+        let a2 = mag(cx, &a, ga, "a.abs")?;
+        let b2 = mag(cx, &b, gb, "b.abs")?;
+        let y2 = if changed {
+            cx.e.op("MatMul", "y.abs", &[&a2, &b2], vec![])?
+        } else {
+            y
+        };
+        (a2, b2, y2)
+    } else {
+        (a, b, y)
+    };
     let s = cx.e.sd(r, &y, "s")?;
     let to_a = |cx: &mut Cx, s: &str| -> Result<String> {
         let bt = t(cx, &b, "b.t")?;

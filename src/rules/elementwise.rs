@@ -66,7 +66,19 @@ impl Rule for Activation {
                 Sign::NonPos => Sign::NonNeg,
                 Sign::Any => Sign::Any,
             },
-            // Clip with a constant min >= 0 (Relu6) is known at compile time only; be safe.
+            // Clip with min >= 0 (Relu6): the bound is the second input (an initializer,
+            // whose sign the analysis reads from its values) or, before opset 11, an attribute.
+            "Clip" => {
+                let min_nonneg = match node.input.get(1).filter(|t| !t.is_empty()) {
+                    Some(_) => ins.get(1) == Some(&Sign::NonNeg),
+                    None => attr::float(node, "min").ok().flatten().is_some_and(|m| m >= 0.0),
+                };
+                if min_nonneg {
+                    Sign::NonNeg
+                } else {
+                    Sign::Any
+                }
+            }
             _ => Sign::Any,
         }
     }
@@ -353,6 +365,14 @@ impl Rule for Sub {
         Ok(match (la, lb) {
             (true, false) => vec![Some(unbroadcast(cx, node, &r, &a, "in.a")?), None],
             (false, true) => vec![None, Some(unbroadcast(cx, node, &r, &b, "in.b")?)],
+            // Generalised RAP: contributions a and -b share R by magnitude.
+            (true, true) if cx.method.is_robust() => {
+                let v = cx.split_by_magnitude(&r, &[&a, &b])?;
+                vec![
+                    Some(unbroadcast(cx, node, &v[0], &a, "in.a")?),
+                    Some(unbroadcast(cx, node, &v[1], &b, "in.b")?),
+                ]
+            }
             // The z-rule of y = a - b: contributions a and -b.
             (true, true) => {
                 let s = cx.e.sd(&r, &node.output[0], "s")?;

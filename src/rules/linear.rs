@@ -392,12 +392,13 @@ impl Rule for LinearRule {
         let rin = match (cx.role, cx.method) {
             (_, Method::GradInput) => gradient(cx, &lin, &x, &r)?,
             (Role::Input, m) => z_bounded(cx, &lin, &x, &r, m)?,
-            (Role::Output, Method::Rap) if lin.conv.is_none() && lin.rank == 2 => {
+            (Role::Output, m) if m.is_rap() && lin.conv.is_none() && lin.rank == 2 => {
                 first_step(cx, &lin, &x)?
             }
             (_, Method::LrpEps) => epsilon(cx, &lin, &x, &r)?,
             (_, Method::LrpA2B1) => alpha_beta(cx, &lin, &x, &r, 2.0, 1.0)?,
             (_, Method::LrpZPlus) => alpha_beta(cx, &lin, &x, &r, 1.0, 0.0)?,
+            (_, Method::Rap) if cx.sign(&x) != Sign::NonNeg => relative_joint(cx, &lin, &x, &r)?,
             (_, m) => hidden(cx, &lin, &x, &r, m)?,
         };
         Ok(super::first_only(rin, node.input.len()))
@@ -532,7 +533,7 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
     let mut total: Option<String> = None;
     for (v, tag) in sign_paths(cx, x)? {
         let c = match method {
-            Method::Rap if lin.w_nonneg => {
+            m if m.is_rap() && lin.w_nonneg => {
                 // No negative weight: Z2 = 0, so g = 0, rho = [Z1 != 0] and s2 = 0; what is
                 // left is s1 = sd(R, Z1) (FC) or sd(R+, Z1) (Conv) back through W itself.
                 let z1 = lin.f(cx, &v, &lin.w, &format!("{tag}.z1"))?;
@@ -546,7 +547,7 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
                 shift(cx, &c, r, lin.rank, rank_out, tag)?
             }
-            Method::Rap => {
+            m if m.is_rap() => {
                 let (z1, z2) = if v == x && cx.tuning.z2_from_output {
                     // x >= 0: F(x; W) = Z1 - Z2 is the layer's own output less its bias, so
                     // one convolution gives Z1 and Z2 = Z1 - (y - b).
@@ -584,6 +585,40 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
         });
     }
     Ok(total.expect("at least one sign path"))
+}
+
+/// The generalised RAP rule of a hidden layer whose input can be negative. The official code
+/// runs the relative rule twice, on `x+` and on `x-`, and shifts each path to the whole `R`, so
+/// the relevance doubles at every such layer. Here both sign paths share one relative rule:
+/// slot 1 holds every positive contribution (`x+ W+` and `|x-| |W-|`), slot 2 the magnitude of
+/// every negative one (`x+ |W-|` and `|x-| W+`), the factors are those of the official rule
+/// (`Z1`, `Z2` summed over both paths, FC / Conv variants kept), and one shift restores
+/// `sum C = sum R`. Where `x >= 0` this is the official rule exactly (the `x-` terms vanish).
+fn relative_joint(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
+    let w = weight_parts(cx, lin)?;
+    let xp = cx.e.relu(x, "xpos")?;
+    let xn = cx.e.relu_neg(x, "xneg")?;
+    // Z1 and Z2 from their own convolutions (not `Z1 - F(x; W)`: a difference of two large
+    // sums would make a small Z2 inexact, and Z2 divides).
+    let (pos_p, neg_p) = lin.f_pair(cx, &xp, &w, "xpos.z")?;
+    let (neg_n, pos_n) = lin.f_pair(cx, &xn, &w, "xneg.z")?;
+    let z1 = cx.e.add(&pos_p, &pos_n, "z1")?;
+    let z2 = cx.e.add(&neg_p, &neg_n, "z2")?;
+    let fc = lin.conv.is_none();
+    let (s1, s2) = if cx.tuning.fold_masks && cx.e.selects() {
+        relative_factors_select(cx, fc, r, &z1, &z2, "joint")?
+    } else if cx.tuning.fold_masks {
+        relative_factors_folded(cx, fc, r, &z1, &z2, "joint")?
+    } else {
+        relative_factors(cx, fc, r, &z1, &z2, "joint")?
+    };
+    // x+ meets W+ in slot 1 and |W-| in slot 2; |x-| the other way round.
+    let back_p = lin.ft_sum(cx, &s1, &s2, &w, "xpos.back")?;
+    let back_n = lin.ft_sum(cx, &s2, &s1, &w, "xneg.back")?;
+    let cp = cx.e.mul(&xp, &back_p, "xpos.c")?;
+    let cn = cx.e.mul(&xn, &back_n, "xneg.c")?;
+    let c = cx.e.add(&cp, &cn, "c")?;
+    shift(cx, &c, r, lin.rank, lin.rank, "joint")
 }
 
 /// The per-output factors `(s1, s2)` of RAP's relative rule, as the reference forms them:
@@ -683,6 +718,13 @@ fn shift(cx: &mut Cx, c: &str, r: &str, rank_c: usize, rank_r: usize, tag: &str)
     let sc = cx.e.sum_sample(c, rank_c, &format!("{tag}.sum_c"))?;
     let sr = cx.e.sum_sample(r, rank_r, &format!("{tag}.sum_r"))?;
     let delta = cx.e.sub(&sc, &sr, &format!("{tag}.delta"))?;
+    if cx.method.is_robust() && std::env::var("ONNX_RAP_SHIFT").as_deref() == Ok("proportional") {
+        let a = cx.e.op("Abs", &format!("{tag}.abs"), &[c], vec![])?;
+        let sa = cx.e.sum_sample(&a, rank_c, &format!("{tag}.sum_abs"))?;
+        let per = cx.e.sd(&delta, &sa, &format!("{tag}.per"))?;
+        let take = cx.e.mul(&per, &a, &format!("{tag}.take"))?;
+        return cx.e.sub(c, &take, &format!("{tag}.shifted"));
+    }
     let nz = cx.e.nonzero(c)?;
     let n = cx.e.sum_sample(&nz, rank_c, &format!("{tag}.count"))?;
     let per = cx.e.sd(&delta, &n, &format!("{tag}.per"))?;
@@ -791,7 +833,7 @@ fn z_bounded(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result
     let z0 = cx.e.sub(&fx, &lfp, "z.minus_lo")?;
     let z = cx.e.add(&z0, &hfn, "z")?;
     let s = match method {
-        Method::Rap => cx.e.sd(r, &z, "s")?,
+        m if m.is_rap() => cx.e.sd(r, &z, "s")?,
         // Every LRP variant: the reference LRP's `R / (Z + 1e-9)`.
         _ => {
             let eps = cx.e.scalar(1e-9);

@@ -28,8 +28,12 @@ pub use emit::Emit;
 /// Which propagation rules to compile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
-    /// Relative Attributing Propagation (RAP_SPEC.md section 3).
+    /// Relative Attributing Propagation generalised to every graph: the official rules where
+    /// they conserve (ReLU networks without residual joins), conserving and bounded rules for
+    /// residual joins, signed layer inputs and normalisations (docs/RULES.md, "rap").
     Rap,
+    /// Relative Attributing Propagation exactly as the official code computes it.
+    RapOfficial,
     /// The LRP alpha1-beta0 baseline of the reference code (RAP_SPEC.md section 4).
     Lrp,
     /// LRP-epsilon: `R_in = x * Ft(R / (z + eps sign(z)); W)` with `z` the layer output
@@ -47,8 +51,9 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order tables list them.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::Rap,
+        Method::RapOfficial,
         Method::Lrp,
         Method::LrpEps,
         Method::LrpA2B1,
@@ -60,6 +65,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Rap => "rap",
+            Method::RapOfficial => "rap-official",
             Method::Lrp => "lrp",
             Method::LrpEps => "lrp-eps",
             Method::LrpA2B1 => "lrp-a2b1",
@@ -76,6 +82,17 @@ impl Method {
     /// True for gradient x input: rules propagate gradients, not relevance.
     pub fn is_gradient(self) -> bool {
         self == Method::GradInput
+    }
+
+    /// Either form of RAP: both start from the one-hot and take RAP's first step.
+    pub fn is_rap(self) -> bool {
+        matches!(self, Method::Rap | Method::RapOfficial)
+    }
+
+    /// True for the generalised RAP: rules that conserve on every graph (where the official
+    /// rules double or amplify, `rap-official` keeps them).
+    pub fn is_robust(self) -> bool {
+        self == Method::Rap
     }
 
     /// True where the seed is the target logit (LRP's `y * T`) rather than a one-hot.
@@ -281,6 +298,56 @@ impl Cx<'_, '_> {
                 _ => return self.facts.get(t).and_then(|f| f.value.clone()),
             }
         }
+    }
+
+    /// The operand and denominator of a z-rule `R_in = x * F^T(sd(R, F(x)))` through input
+    /// `slot` of `node`: `(x, y)` as the forward pass computed them, or, for the generalised
+    /// RAP where `x` can be negative, `(|x|, F(|x|))` with `F` recomputed by a copy of the node
+    /// on `|x|`. The ops this serves (average pools, reductions, resizing) have non-negative
+    /// weights, so the shares `|x_i| w_i / sum_k |x_k| w_k` lie in [0, 1] and sum to 1: the
+    /// rule conserves and never divides by a sum of opposite-signed terms that nearly cancel.
+    /// Where `x >= 0` both forms are the same numbers.
+    pub fn magnitudes(&mut self, node: &NodeProto, slot: usize) -> Result<(String, String)> {
+        let x = input(node, slot)?.to_string();
+        let y = node.output[0].clone();
+        if !self.method.is_robust() || self.sign(&x) == Sign::NonNeg {
+            return Ok((x, y));
+        }
+        let ax = self.e.op("Abs", "x.abs", &[&x], vec![])?;
+        let ins: Vec<&str> = node
+            .input
+            .iter()
+            .enumerate()
+            .map(|(k, t)| if k == slot { ax.as_str() } else { t.as_str() })
+            .collect();
+        let y_abs = self
+            .e
+            .op(node.op_type(), "y.abs", &ins, node.attribute.clone())?;
+        Ok((ax, y_abs))
+    }
+
+    /// The generalised RAP's split of `R` over the summands `xs` of a join (`y = sum_k x_k`):
+    /// `R_k = |x_k| sd(R, sum_j |x_j|)`. Each share lies in [0, 1] and the shares sum to 1, so
+    /// it conserves wherever any summand is non-zero and never amplifies; where every summand
+    /// is >= 0 it is the official z-rule `x_k sd(R, y)`.
+    pub fn split_by_magnitude(&mut self, r: &str, xs: &[&str]) -> Result<Vec<String>> {
+        let mut mags = Vec::new();
+        for (k, x) in xs.iter().enumerate() {
+            mags.push(if self.sign(x) == Sign::NonNeg {
+                x.to_string()
+            } else {
+                self.e.op("Abs", &format!("abs{k}"), &[x], vec![])?
+            });
+        }
+        let mut total = mags[0].clone();
+        for (k, m) in mags.iter().enumerate().skip(1) {
+            total = self.e.add(&total, m, &format!("abs_sum{k}"))?;
+        }
+        let s = self.e.sd(r, &total, "s")?;
+        mags.iter()
+            .enumerate()
+            .map(|(k, m)| self.e.mul(m, &s, &format!("in{k}")))
+            .collect()
     }
 
     /// Sign of a tensor as the analysis found it.

@@ -74,6 +74,12 @@ impl Rule for BatchNorm {
             let g = cx.e.mul(&r, &w, "grad")?;
             return Ok(first_only(g, node.input.len()));
         }
+        if cx.method.is_robust() {
+            // Generalised RAP: the normalisation is an affine map per channel, its statistics
+            // constants; relevance passes unchanged (the official mask `[X w != 0]` drops the
+            // relevance of positions where the layer before output exactly 0).
+            return Ok(first_only(r, node.input.len()));
+        }
         // With every w_c != 0 (known from the constants), [X w != 0] is [X != 0]: no
         // per-channel product on the activation.
         if cx.tuning.sign_masks {

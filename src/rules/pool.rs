@@ -220,8 +220,7 @@ impl Rule for AvgPool {
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
-        let x = input(node, 0)?.to_string();
-        let y = node.output[0].clone();
+        let (x, y) = cx.magnitudes(node, 0)?;
         let (c, win) = window(cx, node)?;
         let n = win.kernel.len();
         let include_pad = attr::int(node, "count_include_pad")?.unwrap_or(0) != 0;
@@ -276,8 +275,7 @@ impl Rule for GlobalAvgPool {
         rel: &[Option<String>],
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
-        let x = input(node, 0)?.to_string();
-        let y = node.output[0].clone();
+        let (x, y) = cx.magnitudes(node, 0)?;
         let (_, sp, _) = dims(cx, node)?;
         let area: i64 = sp.iter().product();
         let s = per_output(cx, &r, &y)?;

@@ -71,7 +71,7 @@ impl Rule for Reduce {
             .collect();
         let n: i64 = axes.iter().map(|&a| xd[a as usize]).product();
         let mean = node.op_type() == "ReduceMean";
-        let y = node.output[0].clone();
+        let (x, y) = cx.magnitudes(node, 0)?;
         let out = if cx.method.is_gradient() {
             let g = if keep {
                 r

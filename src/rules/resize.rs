@@ -159,6 +159,7 @@ impl Rule for Resize {
             cx.e.const_f32("a_h_t", &[ah.input as i64, ah.output as i64], &aht);
         let aw =
             cx.e.const_f32("a_w", &[aw.output as i64, aw.input as i64], &mw);
+        let (x, y) = cx.magnitudes(node, 0)?;
         let s = if cx.method.is_gradient() {
             r
         } else {

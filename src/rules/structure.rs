@@ -71,6 +71,11 @@ impl Rule for Add {
             return Ok(vec![out(live[0]), out(live[1])]);
         }
         match (live[0], live[1]) {
+            // Residual join, generalised RAP: shares by magnitude (conserving, bounded).
+            (true, true) if cx.method.is_robust() => {
+                let v = cx.split_by_magnitude(&r, &[&a, &b])?;
+                Ok(v.into_iter().map(Some).collect())
+            }
             // Residual join: z-rule on the recomputed sum, each summand gets its share.
             (true, true) => {
                 let s = cx.e.sd(&r, &y, "s")?;
@@ -116,6 +121,15 @@ impl Rule for Sum {
                 .input
                 .iter()
                 .map(|t| cx.dynamic.contains(t).then(|| r.clone()))
+                .collect());
+        }
+        if cx.method.is_robust() {
+            let xs: Vec<&str> = live.iter().map(|t| t.as_str()).collect();
+            let mut shares = cx.split_by_magnitude(&r, &xs)?.into_iter();
+            return Ok(node
+                .input
+                .iter()
+                .map(|t| cx.dynamic.contains(t).then(|| shares.next()).flatten())
                 .collect());
         }
         let s = cx.e.sd(&r, &y, "s")?;
