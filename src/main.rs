@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use onnx_rap::cli;
 use onnx_rap::error::{Error, Result};
-use onnx_rap::image::{Layout, PartialPreprocess};
+use onnx_rap::image::{Interpolation, Layout, PartialPreprocess};
 use onnx_rap::onnx::SaveOptions;
 use onnx_rap::pass::Options;
 use onnx_rap::rules::{Bounds, Method, Tuning};
@@ -57,12 +57,14 @@ enum Command {
     /// Explain images or tensors: write heatmap and overlay PNGs and the raw relevance
     ///
     /// For every input NAME it writes NAME_heatmap.png (relevance summed over channels, divided
-    /// by its largest magnitude, red = relevant, white = 0, blue = irrelevant), NAME_overlay.png
-    /// (the input beside its heatmap) and NAME_relevance.npy, and prints one line: predicted
-    /// class, target, logit, relevance sum and share of positive relevance. Images are resized
-    /// and normalised as the model's metadata says (flags override it).
+    /// by its largest magnitude, red = relevant, white = 0, blue = irrelevant; at model
+    /// resolution), NAME_overlay.png (the image the model saw, after resize and crop, beside its
+    /// heatmap, enlarged to at least 224 pixels) and NAME_relevance.npy, and prints one line:
+    /// the top 5 classes (softmax), then the explained class, its logit, the relevance sum and
+    /// the share of positive relevance. Images are resized, cropped and normalised as the
+    /// model's metadata says (flags override it).
     ///
-    /// Example: onnx-rap explain models/digits_vgg.onnx --input models/samples --out rap_out
+    /// Example: onnx-rap explain models/efficientnet_lite0.onnx --input models/photos
     Explain {
         /// The model to explain (.onnx)
         model: PathBuf,
@@ -90,9 +92,21 @@ enum Command {
         /// Stabiliser of --method lrp-eps
         #[arg(long, default_value_t = onnx_rap::rules::DEFAULT_EPSILON)]
         epsilon: f32,
-        /// Image size H,W the model takes [default: metadata, else the input shape]
-        #[arg(long, value_name = "H,W", value_parser = parse_size)]
+        /// Resize images to H,W directly (no crop) [default: metadata, else the input shape]
+        #[arg(long, value_name = "H,W", value_parser = parse_size, conflicts_with_all = ["resize", "crop"])]
         size: Option<(u32, u32)>,
+        /// Resize images so that their shorter side is N, then crop the centre (--crop)
+        /// [default: metadata 'resize', else a plain resize]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        resize: Option<u32>,
+        /// The centre crop H,W taken after --resize [default: metadata 'crop', else the input
+        /// shape]
+        #[arg(long, value_name = "H,W", value_parser = parse_size)]
+        crop: Option<(u32, u32)>,
+        /// Resampling filter of the resize: nearest, bilinear, bicubic or lanczos [default:
+        /// metadata, else bilinear]
+        #[arg(long, value_name = "NAME", value_parser = parse_interpolation)]
+        interpolation: Option<Interpolation>,
         /// Per-channel mean subtracted after scaling pixels to [0,1] [default: metadata, else 0]
         #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
         mean: Option<Vec<f32>>,
@@ -108,6 +122,10 @@ enum Command {
         /// Fixed bounds LO,HI for the input layer's z^B rule [default: per-sample min/max]
         #[arg(long, value_name = "LO,HI", value_parser = parse_bounds, allow_hyphen_values = true)]
         input_bounds: Option<(f32, f32)>,
+        /// After each input's line, print what every rule received and handed to its inputs
+        /// (from the logits to the input), to find where conservation breaks
+        #[arg(long)]
+        layer_sums: bool,
     },
     /// Show a model's inputs, outputs, ops, parameter count, and which ops have a relevance rule
     ///
@@ -163,6 +181,10 @@ enum Command {
         /// so any runtime returns a ready-to-show picture (image inputs only)
         #[arg(long)]
         colormap: bool,
+        /// Add one output per rule application, `layer_sum:NODE` (float [N,2]: per sample the
+        /// relevance the rule received and what it handed on), to find where conservation breaks
+        #[arg(long)]
+        layer_sums: bool,
     },
     /// Serve the browser page that explains images with onnxruntime-web, offline
     ///
@@ -335,6 +357,15 @@ fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
     Ok((h, w))
 }
 
+fn parse_interpolation(s: &str) -> std::result::Result<Interpolation, String> {
+    Interpolation::parse(s).ok_or_else(|| {
+        format!(
+            "unknown interpolation '{s}' (known: {})",
+            Interpolation::NAMES
+        )
+    })
+}
+
 fn method(m: MethodArg) -> Method {
     match m {
         MethodArg::Rap => Method::Rap,
@@ -381,11 +412,15 @@ fn run(cli: Cli) -> Result<()> {
             method: m,
             epsilon,
             size,
+            resize,
+            crop,
+            interpolation,
             mean,
             std,
             layout,
             grayscale,
             input_bounds,
+            layer_sums,
         } => {
             let args = cli::explain::Args {
                 model,
@@ -396,6 +431,9 @@ fn run(cli: Cli) -> Result<()> {
                 blend,
                 preprocess: PartialPreprocess {
                     size,
+                    resize,
+                    crop,
+                    interpolation,
                     layout: layout.map(|l| match l {
                         LayoutArg::Nchw => Layout::Nchw,
                         LayoutArg::Nhwc => Layout::Nhwc,
@@ -408,6 +446,7 @@ fn run(cli: Cli) -> Result<()> {
                     method: method(m),
                     epsilon,
                     bounds: input_bounds.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h)),
+                    layer_sums,
                     ..Options::default()
                 },
             };
@@ -422,6 +461,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 for o in &outcomes {
                     println!("{}", o.line());
+                    print!("{}", o.layer_table());
                 }
                 eprintln!(
                     "wrote {} file(s) to {}",
@@ -613,6 +653,7 @@ fn run(cli: Cli) -> Result<()> {
             external_data_above,
             exact,
             colormap,
+            layer_sums,
         } => {
             let opts = Options {
                 method: method(method_arg),
@@ -623,6 +664,7 @@ fn run(cli: Cli) -> Result<()> {
                 input,
                 output: explain_output,
                 tuning: Tuning::exact_if(exact),
+                layer_sums,
             };
             let save = SaveOptions {
                 external_above: external_data_above,

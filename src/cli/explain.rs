@@ -13,7 +13,8 @@ use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::heatmap;
 use crate::image::{
-    load_image, load_npy, stack, tensor_picture, Layout, PartialPreprocess, Preprocess,
+    display_factor, enlarge, load_image, load_npy, stack, tensor_picture, Layout,
+    PartialPreprocess, Preprocess,
 };
 use crate::ir;
 use crate::onnx::proto::ValueInfoProto;
@@ -48,29 +49,134 @@ pub struct Outcome {
     pub logit: f32,
     pub relevance_sum: f64,
     pub positive_share: f64,
+    /// The five most probable classes (softmax of the logits), most probable first.
+    pub top5: Vec<Ranked>,
+    /// With `--layer-sums`: one row per rule application, from the logits to the input.
+    pub layer_sums: Vec<LayerSum>,
     pub files: Vec<PathBuf>,
 }
 
+/// A class and its softmax probability.
+pub struct Ranked {
+    pub class: usize,
+    pub label: Option<String>,
+    pub probability: f64,
+}
+
+impl Ranked {
+    /// The class name, else `class K`.
+    pub fn name(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| format!("class {}", self.class))
+    }
+}
+
+/// What one rule received and handed to its inputs (`compile --layer-sums`), for one sample.
+pub struct LayerSum {
+    /// The node's name (its first output when it has none).
+    pub layer: String,
+    pub op: String,
+    pub received: f64,
+    pub handed: f64,
+}
+
+/// A number for the summary line: two decimals, or three significant digits when small.
+fn short(x: f64) -> String {
+    if x == 0.0 || x.abs() >= 0.1 || !x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
 impl Outcome {
-    /// One line for the terminal.
+    /// One line for the terminal: the top 5 classes, then the explained class.
     pub fn line(&self) -> String {
-        let name = |k: usize, l: &Option<String>| match l {
-            Some(l) => format!("{k} ({l})"),
-            None => k.to_string(),
-        };
+        let top: Vec<String> = self
+            .top5
+            .iter()
+            .map(|r| format!("{} {:.1}%", r.name(), 100.0 * r.probability))
+            .collect();
+        let explained = self
+            .target_label
+            .clone()
+            .unwrap_or_else(|| format!("class {}", self.target));
         format!(
-            "{}: predicted {}, target {}, logit {:.4}, relevance sum {:.4}, positive share {:.1}%",
+            "{}: {} | explained: {explained}, logit {}, relevance sum {}, positive share {:.1}%",
             self.name,
-            name(self.predicted, &self.label),
-            name(self.target, &self.target_label),
-            self.logit,
-            self.relevance_sum,
+            top.join(", "),
+            short(self.logit as f64),
+            short(self.relevance_sum),
             100.0 * self.positive_share
         )
     }
 
+    /// The `--layer-sums` table (empty without it): fixed-width columns, long node names
+    /// shortened from the left, rows that do not hand on what they received marked `*`.
+    pub fn layer_table(&self) -> String {
+        if self.layer_sums.is_empty() {
+            return String::new();
+        }
+        const NAME_MAX: usize = 44;
+        let width = |s: &str| s.chars().count();
+        let clip = |s: &str, max: usize| -> String {
+            let n = width(s);
+            if n <= max {
+                s.to_string()
+            } else {
+                let tail: String = s.chars().skip(n - (max - 3)).collect();
+                format!("...{tail}")
+            }
+        };
+        let name_w = self
+            .layer_sums
+            .iter()
+            .map(|r| width(&r.layer))
+            .max()
+            .unwrap_or(0)
+            .clamp(5, NAME_MAX);
+        let op_w = self
+            .layer_sums
+            .iter()
+            .map(|r| width(&r.op))
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let logit = self.logit as f64;
+        let mut t = format!(
+            "  {:<name_w$}  {:<op_w$}  {:>12}  {:>12}  {:>15}  {:>12}\n",
+            "layer", "op type", "received", "handed", "handed/received", "handed/logit"
+        );
+        let mut off = 0;
+        for r in &self.layer_sums {
+            let ratio = r.handed / r.received;
+            let flag = if (ratio - 1.0).abs() > 1e-3 {
+                off += 1;
+                " *"
+            } else {
+                ""
+            };
+            t += &format!(
+                "  {:<name_w$}  {:<op_w$}  {:>12.5}  {:>12.5}  {:>15.6}  {:>12.6}{flag}\n",
+                clip(&r.layer, name_w),
+                r.op,
+                r.received,
+                r.handed,
+                ratio,
+                r.handed / logit
+            );
+        }
+        t += &format!(
+            "  {} rules, from the logits to the input; {off} marked * hand on a share other \
+             than 1 (|handed/received - 1| > 1e-3)\n",
+            self.layer_sums.len()
+        );
+        t
+    }
+
     pub fn to_json(&self) -> Json {
-        json!({
+        let mut v = json!({
             "name": self.name,
             "input": self.source.display().to_string(),
             "predicted": self.predicted,
@@ -80,9 +186,54 @@ impl Outcome {
             "target_logit": self.logit,
             "relevance_sum": self.relevance_sum,
             "positive_share": self.positive_share,
+            "top5": self.top5.iter().map(|r| json!({
+                "class": r.class,
+                "name": r.name(),
+                "probability": r.probability,
+            })).collect::<Vec<_>>(),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-        })
+        });
+        if !self.layer_sums.is_empty() {
+            let logit = self.logit as f64;
+            let finite = |x: f64| if x.is_finite() { json!(x) } else { Json::Null };
+            v["layer_sums"] = self
+                .layer_sums
+                .iter()
+                .map(|r| {
+                    json!({
+                        "layer": r.layer,
+                        "op": r.op,
+                        "received": r.received,
+                        "handed": r.handed,
+                        "handed_over_received": finite(r.handed / r.received),
+                        "handed_over_logit": finite(r.handed / logit),
+                    })
+                })
+                .collect();
+        }
+        v
     }
+}
+
+/// The `k` most probable classes: softmax of `logits` (in f64), most probable first.
+pub fn top_k(logits: &[f32], k: usize, labels: Option<&[String]>) -> Vec<Ranked> {
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+    let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    // Stable: equal probabilities keep the lower class first.
+    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|c| Ranked {
+            class: c,
+            label: labels.and_then(|l| l.get(c).cloned()),
+            probability: exp[c] / total,
+        })
+        .collect()
 }
 
 struct Item {
@@ -167,16 +318,20 @@ pub fn image_preprocess(
         Layout::Nchw => (sample[0], sample[1], sample[2]),
         Layout::Nhwc => (sample[2], sample[0], sample[1]),
     };
-    let size = pp.size.unwrap_or((h as u32, w as u32));
+    let size = pp.crop.or(pp.size).unwrap_or((h as u32, w as u32));
     if size != (h as u32, w as u32) {
+        let what = if pp.crop.is_some() { "crop" } else { "size" };
         return Err(bad_input!(
-            "{origin}: --size {}x{} does not match the model input {h}x{w}",
+            "{origin}: the image {what} {}x{} (height x width) does not match the model input \
+             {h}x{w}",
             size.0,
             size.1
         ));
     }
     Ok(Some(Preprocess {
         size,
+        resize: pp.resize,
+        interpolation: pp.interpolation.unwrap_or_default(),
         channels: c,
         layout,
         grayscale: pp.grayscale.unwrap_or(false),
@@ -195,6 +350,22 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         target_input: args.target.is_some(),
         ..args.compile.clone()
     };
+    // Op types of the layer-sum rows, by node name (or first output, for unnamed nodes).
+    let op_types: HashMap<String, String> = model
+        .graph
+        .g
+        .node_weights()
+        .filter_map(|n| n.op())
+        .flat_map(|n| {
+            let t = n.op_type().to_string();
+            let mut keys = vec![(n.name().to_string(), t.clone())];
+            if let Some(o) = n.output.first() {
+                keys.push((o.clone(), t));
+            }
+            keys
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
     let mut compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
     // The explained logits (behind a trailing Softmax, say) become an output of the in-memory
     // model, so the summary reports the logit itself.
@@ -326,7 +497,11 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         .map(|o| o.name().to_string())
         .collect();
     let mut plans: HashMap<usize, Plan> = HashMap::new();
-    let mut results: Vec<(ArrayD<f32>, Vec<f32>)> = Vec::new();
+    let layer_outputs: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(crate::pass::LAYER_SUM))
+        .collect();
+    let mut results: Vec<(ArrayD<f32>, Vec<f32>, Vec<LayerSum>)> = Vec::new();
     // A model that folds its batch axis is explained one input per run.
     let per_run = if facts.single_sample {
         1
@@ -350,10 +525,29 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         let logits = get(&logits_name).ok_or_else(|| Error::Runtime("no logits output".into()))?;
         let rel = get(crate::pass::RELEVANCE)
             .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
+        let mut sums: Vec<ArrayD<f32>> = Vec::new();
+        for n in &layer_outputs {
+            sums.push(get(n).ok_or_else(|| Error::Runtime(format!("no output {n}")))?);
+        }
         for k in 0..chunk.len() {
+            let rows = layer_outputs
+                .iter()
+                .zip(&sums)
+                .map(|(n, a)| {
+                    let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
+                    let pair = a.index_axis(Axis(0), k);
+                    LayerSum {
+                        op: op_types.get(&layer).cloned().unwrap_or_else(|| "?".into()),
+                        layer,
+                        received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
+                        handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
+                    }
+                })
+                .collect();
             results.push((
                 rel.index_axis(Axis(0), k).to_owned(),
                 logits.index_axis(Axis(0), k).iter().copied().collect(),
+                rows,
             ));
         }
         bar.inc(chunk.len() as u64);
@@ -362,7 +556,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
 
     // Write the files.
     let mut outcomes = Vec::new();
-    for (it, (rel, logits)) in items.iter().zip(results) {
+    for (it, (rel, logits, layer_sums)) in items.iter().zip(results) {
         let predicted = argmax(&logits);
         let target = args.target.map_or(predicted, |t| t as usize);
         let label_of = |k: usize| labels.as_ref().and_then(|l| l.get(k).cloned());
@@ -374,13 +568,16 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", npy.display())))?;
         files.push(npy);
         if let Some(m) = channel_sum(&rel, layout) {
+            // The heatmap at model resolution (pixel for pixel the graph's `heatmap_rgb`);
+            // the overlay enlarged to at least DISPLAY_MIN_SIDE pixels on its short side.
             let (w, h) = it.shown.dimensions();
             let heat = heatmap::render(m.view(), w, h);
             let hp = args.out.join(format!("{}_heatmap.png", it.name));
             heat.save(&hp)
                 .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", hp.display())))?;
+            let k = display_factor(w, h);
             let op = args.out.join(format!("{}_overlay.png", it.name));
-            heatmap::overlay(&it.shown, &heat, args.blend)
+            heatmap::overlay(&enlarge(&it.shown, k), &enlarge(&heat, k), args.blend)
                 .save(&op)
                 .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", op.display())))?;
             files.push(hp);
@@ -395,6 +592,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             target_label: label_of(target),
             logit: logits.get(target).copied().unwrap_or(f32::NAN),
             relevance_sum: rel.iter().map(|v| *v as f64).sum(),
+            top5: top_k(&logits, 5, labels.as_deref()),
+            layer_sums,
             positive_share: if pos + neg > 0.0 {
                 pos / (pos + neg)
             } else {

@@ -24,6 +24,8 @@ pub const RELEVANCE: &str = "relevance";
 pub const HEATMAP: &str = "heatmap";
 pub const TARGET: &str = "rap_target";
 pub const HEATMAP_RGB: &str = "heatmap_rgb";
+/// Prefix of the per-rule conservation outputs (`compile --layer-sums`).
+pub const LAYER_SUM: &str = "layer_sum:";
 
 /// What to compile.
 #[derive(Clone, Debug)]
@@ -43,6 +45,9 @@ pub struct Options {
     pub output: Option<String>,
     /// Cheaper forms of the same computation.
     pub tuning: Tuning,
+    /// Add one output per rule application, `layer_sum:NODE` float `[N, 2]`: per sample the
+    /// relevance the rule received and the relevance it handed to its inputs.
+    pub layer_sums: bool,
 }
 
 impl Default for Options {
@@ -56,6 +61,7 @@ impl Default for Options {
             input: None,
             output: None,
             tuning: Tuning::default(),
+            layer_sums: false,
         }
     }
 }
@@ -203,6 +209,7 @@ pub fn compile_with_facts(
     };
 
     let mut rel: HashMap<String, String> = HashMap::from([(roles.logits.clone(), seed)]);
+    let mut layer_sums: Vec<(String, String)> = Vec::new();
     for &ix in order.iter().rev() {
         let Node::Op(node) = &graph.g[ix] else {
             continue;
@@ -242,6 +249,32 @@ pub fn compile_with_facts(
         let rel_in = rule
             .backward(&mut cx, node, &rel_out)
             .map_err(|e| e.context(origin))?;
+        if opts.layer_sums {
+            let received: Vec<(&str, &str)> = node
+                .output
+                .iter()
+                .zip(&rel_out)
+                .filter_map(|(t, r)| Some((t.as_str(), r.as_deref()?)))
+                .collect();
+            let handed: Vec<(&str, &str)> = node
+                .input
+                .iter()
+                .zip(&rel_in)
+                .filter(|(t, _)| dynamic.contains(*t))
+                .filter_map(|(t, r)| Some((t.as_str(), r.as_deref()?)))
+                .collect();
+            let a = sample_sums(&mut e, facts, &received, "layer_sum.received")?
+                .expect("the rule received relevance");
+            let b = match sample_sums(&mut e, facts, &handed, "layer_sum.handed")? {
+                Some(b) => b,
+                None => {
+                    let zero = e.scalar(0.0);
+                    e.mul(&a, &zero, "layer_sum.none")?
+                }
+            };
+            let pair = e.concat(&[&a, &b], 1, "layer_sum")?;
+            layer_sums.push((format!("{LAYER_SUM}{label}"), pair));
+        }
         for (slot, r) in rel_in.into_iter().enumerate() {
             let (Some(r), Some(t)) = (r, node.input.get(slot)) else {
                 continue;
@@ -328,8 +361,45 @@ pub fn compile_with_facts(
             outputs.push(vi);
         }
     }
+    for (name, t) in layer_sums {
+        let name = b.op1("Identity", &name, &[&t], vec![])?;
+        let n = if facts.single_sample {
+            Dim::Known(1)
+        } else {
+            batch_dim.clone()
+        };
+        let mut vi = value_info(&name, 1, &[n, Dim::Known(2)]);
+        vi.doc_string = Some(
+            "per sample: relevance this rule received, relevance it handed to its inputs".into(),
+        );
+        outputs.push(vi);
+    }
     out.graph.outputs.extend(outputs);
     Ok(out)
+}
+
+/// `[N, 1]`: per sample, the sum of every element of the relevance tensors `rels`
+/// (`(tensor, relevance)` pairs; the tensor's rank comes from the facts); None if there are none.
+fn sample_sums(
+    e: &mut Emit,
+    facts: &Facts,
+    rels: &[(&str, &str)],
+    part: &str,
+) -> Result<Option<String>> {
+    let mut total: Option<String> = None;
+    for (t, r) in rels {
+        let rank = facts
+            .get(*t)
+            .and_then(|f| f.shape.as_ref())
+            .map_or(2, |s| s.len());
+        let s = e.sum_sample(r, rank, part)?;
+        let s = e.reshape(&s, &[-1, 1], part)?;
+        total = Some(match total {
+            None => s,
+            Some(prev) => e.add(&prev, &s, part)?,
+        });
+    }
+    Ok(total)
 }
 
 /// `heatmap_rgb`: per sample `v = M / max|M|` (M = 0 stays 0), level `floor(127 v + 127.5)`

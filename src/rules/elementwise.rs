@@ -71,7 +71,10 @@ impl Rule for Activation {
             "Clip" => {
                 let min_nonneg = match node.input.get(1).filter(|t| !t.is_empty()) {
                     Some(_) => ins.get(1) == Some(&Sign::NonNeg),
-                    None => attr::float(node, "min").ok().flatten().is_some_and(|m| m >= 0.0),
+                    None => attr::float(node, "min")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|m| m >= 0.0),
                 };
                 if min_nonneg {
                     Sign::NonNeg

@@ -85,6 +85,21 @@ struct Lin {
 }
 
 impl Lin {
+    /// A layer applied at every position alone, input and output on the same grid: a 1x1
+    /// convolution with stride 1 and no padding, or a MatMul on `[N, ..., D]` (per token).
+    fn pointwise(&self) -> bool {
+        match &self.conv {
+            None => self.rank > 2,
+            Some((w, g)) => {
+                self.deconv.is_none()
+                    && *g == 1
+                    && w.kernel.iter().all(|&k| k == 1)
+                    && w.strides.iter().all(|&s| s == 1)
+                    && w.begin.iter().chain(&w.end).all(|&p| p == 0)
+            }
+        }
+    }
+
     fn stackable(&self) -> bool {
         self.conv.as_ref().is_none_or(|(_, g)| *g == 1)
     }
@@ -529,7 +544,6 @@ fn alpha_beta(cx: &mut Cx, lin: &Lin, x: &str, r: &str, alpha: f32, beta: f32) -
 /// RAP 3.2 (relative rule, with the FC / Conv variants of T4) and LRP's z+ rule.
 fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
     let w = weight_parts(cx, lin)?;
-    let rank_out = lin.rank;
     let mut total: Option<String> = None;
     for (v, tag) in sign_paths(cx, x)? {
         let c = match method {
@@ -545,7 +559,7 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 let s1 = cx.e.sd(&num, &z1, &format!("{tag}.s1"))?;
                 let back = lin.ft(cx, &s1, &lin.w, &format!("{tag}.back"))?;
                 let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
-                shift(cx, &c, r, lin.rank, rank_out, tag)?
+                shift(cx, lin, &c, r, tag)?
             }
             m if m.is_rap() => {
                 let (z1, z2) = if v == x && cx.tuning.z2_from_output {
@@ -567,7 +581,7 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 };
                 let back = lin.ft_sum(cx, &s1, &s2, &w, &format!("{tag}.back"))?;
                 let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
-                shift(cx, &c, r, lin.rank, rank_out, tag)?
+                shift(cx, lin, &c, r, tag)?
             }
             _ => {
                 // The reference's alpha1-beta0: x+ with W+, and |x-| with |W-| (both positive
@@ -618,7 +632,7 @@ fn relative_joint(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
     let cp = cx.e.mul(&xp, &back_p, "xpos.c")?;
     let cn = cx.e.mul(&xn, &back_n, "xneg.c")?;
     let c = cx.e.add(&cp, &cn, "c")?;
-    shift(cx, &c, r, lin.rank, lin.rank, "joint")
+    shift(cx, lin, &c, r, "joint")
 }
 
 /// The per-output factors `(s1, s2)` of RAP's relative rule, as the reference forms them:
@@ -713,21 +727,44 @@ fn relative_factors_select(
     Ok((s1, s2))
 }
 
-/// RAP's uniform shift: move `sum(C) - sum(R)` evenly off the non-zero entries of C.
-fn shift(cx: &mut Cx, c: &str, r: &str, rank_c: usize, rank_r: usize, tag: &str) -> Result<String> {
-    let sc = cx.e.sum_sample(c, rank_c, &format!("{tag}.sum_c"))?;
-    let sr = cx.e.sum_sample(r, rank_r, &format!("{tag}.sum_r"))?;
-    let delta = cx.e.sub(&sc, &sr, &format!("{tag}.delta"))?;
-    if cx.method.is_robust() && std::env::var("ONNX_RAP_SHIFT").as_deref() == Ok("proportional") {
-        let a = cx.e.op("Abs", &format!("{tag}.abs"), &[c], vec![])?;
-        let sa = cx.e.sum_sample(&a, rank_c, &format!("{tag}.sum_abs"))?;
-        let per = cx.e.sd(&delta, &sa, &format!("{tag}.per"))?;
-        let take = cx.e.mul(&per, &a, &format!("{tag}.take"))?;
+/// RAP's uniform shift: move `sum(C) - sum(R)` evenly off the non-zero entries of C, per
+/// sample. The generalised rule keeps it, except at a layer that does not mix positions (a 1x1
+/// convolution with stride 1, a dense layer on tokens): there the sums run over the channel
+/// axis alone, so each position's excess is taken back at that position, as if every position
+/// were a dense layer of its own (the official sums over the whole sample move relevance
+/// between positions that the layer never connects; docs/RULES.md, "shift").
+fn shift(cx: &mut Cx, lin: &Lin, c: &str, r: &str, tag: &str) -> Result<String> {
+    let nz = cx.e.nonzero(c)?;
+    let sum =
+        |cx: &mut Cx, x: &str, part: &str| cx.e.sum_sample(x, lin.rank, &format!("{tag}.{part}"));
+    if !(cx.method.is_robust() && lin.pointwise()) {
+        let sc = sum(cx, c, "sum_c")?;
+        let sr = sum(cx, r, "sum_r")?;
+        let delta = cx.e.sub(&sc, &sr, &format!("{tag}.delta"))?;
+        let n = sum(cx, &nz, "count")?;
+        let per = cx.e.sd(&delta, &n, &format!("{tag}.per"))?;
+        let take = cx.e.mul(&per, &nz, &format!("{tag}.take"))?;
         return cx.e.sub(c, &take, &format!("{tag}.shifted"));
     }
-    let nz = cx.e.nonzero(c)?;
-    let n = cx.e.sum_sample(&nz, rank_c, &format!("{tag}.count"))?;
-    let per = cx.e.sd(&delta, &n, &format!("{tag}.per"))?;
+    // Per position: sums over the channel axis.
+    let axis = lin.chan_axis();
+    let at = |cx: &mut Cx, x: &str, part: &str| {
+        cx.e.reduce("ReduceSum", x, &[axis], true, &format!("{tag}.{part}"))
+    };
+    let sc = at(cx, c, "pos.sum_c")?;
+    let sr = at(cx, r, "pos.sum_r")?;
+    let delta = cx.e.sub(&sc, &sr, &format!("{tag}.pos.delta"))?;
+    let n = at(cx, &nz, "pos.count")?;
+    let per = cx.e.sd(&delta, &n, &format!("{tag}.pos.per"))?;
+    // A position whose inputs are all zero cannot take its excess back; what is left there
+    // is spread evenly over the whole sample, as the official shift does.
+    let (_, has) = cx.e.safe_den(&n)?;
+    let kept = cx.e.mul(&delta, &has, &format!("{tag}.pos.taken"))?;
+    let left = cx.e.sub(&delta, &kept, &format!("{tag}.pos.left"))?;
+    let left = sum(cx, &left, "left")?;
+    let n_all = sum(cx, &nz, "count")?;
+    let per_all = cx.e.sd(&left, &n_all, &format!("{tag}.per_all"))?;
+    let per = cx.e.add(&per, &per_all, &format!("{tag}.per"))?;
     let take = cx.e.mul(&per, &nz, &format!("{tag}.take"))?;
     cx.e.sub(c, &take, &format!("{tag}.shifted"))
 }
