@@ -212,6 +212,11 @@ def main():
     np.save(os.path.join(OUT, "tiny_pools_input.npy"),
             np.random.default_rng(37).standard_normal((1, 33, 7, 7)).astype(np.float32))
 
+    # Every generalised RAP rule on one small graph (tests/python/rap_reference.py).
+    save(tiny_robust(), "tiny_robust.onnx")
+    np.save(os.path.join(OUT, "tiny_robust_input.npy"),
+            np.random.default_rng(43).standard_normal((3, 2, 8, 8)).astype(np.float32))
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -219,6 +224,46 @@ def main():
     for f in sorted(os.listdir(light_src)):
         if f.endswith(".onnx"):
             shutil.copy(os.path.join(light_src, f), os.path.join(light, f))
+
+
+def tiny_robust():
+    """A residual join of a ReLU and a signed (BatchNormalization, then 1x1 conv) branch, a
+    Relu6 (Clip), a hidden conv and a strided depthwise conv with signed input, a global average
+    pool of signed values, and a dense head whose hidden and output layers read signed values:
+    where the official RAP rules double or amplify and the generalised ones do not."""
+    g = np.random.default_rng(41)
+    n = helper.make_node
+
+    def w(name, *shape, scale=0.4):
+        return numpy_helper.from_array((g.standard_normal(shape) * scale).astype(np.float32), name)
+
+    def const(name, values):
+        return numpy_helper.from_array(np.asarray(values, np.float32), name)
+
+    inits = [w("w1", 4, 2, 3, 3), w("b1", 4, scale=0.1), w("w2", 4, 4, 3, 3), w("b2", 4, scale=0.1),
+             const("bn_s", g.uniform(0.5, 1.5, 4)), w("bn_b", 4, scale=0.3), w("bn_m", 4, scale=0.2),
+             const("bn_v", g.uniform(0.5, 1.5, 4)), w("w3", 4, 4, 1, 1), w("b3", 4, scale=0.1),
+             const("lo", 0.0), const("hi", 6.0), w("w4", 4, 4, 3, 3), w("b4", 4, scale=0.1),
+             w("w5", 4, 1, 3, 3), w("b5", 4, scale=0.1), w("f1", 6, 4), w("fb1", 6, scale=0.1),
+             w("f2", 5, 6), w("fb2", 5, scale=0.5)]
+    nodes = [
+        n("Conv", ["x", "w1", "b1"], ["c1"], name="conv_in", pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["a"], name="relu"),
+        n("Conv", ["a", "w2", "b2"], ["c2"], name="conv_relu_in", pads=[1, 1, 1, 1]),
+        n("BatchNormalization", ["c2", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"], name="bn"),
+        n("Conv", ["bn", "w3", "b3"], ["c3"], name="pointwise_signed_in"),
+        n("Add", ["a", "c3"], ["d"], name="residual"),
+        n("Clip", ["d", "lo", "hi"], ["e"], name="relu6"),
+        n("MaxPool", ["e"], ["f"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Conv", ["f", "w4", "b4"], ["c4"], name="conv_signed_out", pads=[1, 1, 1, 1]),
+        n("Conv", ["c4", "w5", "b5"], ["c5"], name="depthwise_signed_in", pads=[1, 1, 1, 1],
+          strides=[2, 2], group=4),
+        n("GlobalAveragePool", ["c5"], ["gap"], name="gap_signed"),
+        n("Flatten", ["gap"], ["flat"], name="flatten"),
+        n("Gemm", ["flat", "f1", "fb1"], ["h"], name="fc_signed_in", transB=1),
+        n("Gemm", ["h", "f2", "fb2"], ["logits"], name="fc_out", transB=1),
+    ]
+    return model(nodes, inits, [vi("x", "N", 2, 8, 8)], [vi("logits", "N", 5)])
 
 
 def tiny_lrp():

@@ -267,12 +267,13 @@ enum Command {
     /// One row per .onnx file: node and op-type counts, whether it compiles, runs in tract and
     /// in onnxruntime (through --python, which must have onnxruntime and numpy), the largest
     /// difference of the two runtimes' relevance relative to max|R|, the conservation error
-    /// |sum R - logit| / |logit|, the number of linear layers with signed inputs (where RAP's
-    /// relevance doubles), and explain/forward time in tract (batch 1).
+    /// |sum R - logit| / |logit| in both runtimes, the number of linear layers with signed
+    /// inputs (where rap-official's relevance doubles), and explain/forward time in tract
+    /// (batch 1). LRP z+ runs beside the chosen method as a control.
     ///
     /// Example: onnx-rap coverage models/zoo tests/data/light --out docs/COVERAGE.md
     Coverage {
-        /// Folders of .onnx models
+        /// Folders of .onnx models, or model files
         #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
         /// A Python with onnxruntime and numpy [default: .venv/bin/python if present, else python3]
@@ -284,6 +285,9 @@ enum Command {
         /// Timed runs per model
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Propagation rules to check
+        #[arg(long, value_enum, default_value = "rap")]
+        method: MethodArg,
         /// Compile without the cheaper equivalent forms (see `compile --exact`)
         #[arg(long)]
         exact: bool,
@@ -555,10 +559,12 @@ fn run(cli: Cli) -> Result<()> {
             python,
             out,
             runs,
+            method: method_arg,
             exact,
             json,
         } => {
             let opts = Options {
+                method: method(method_arg),
                 tuning: Tuning::exact_if(exact),
                 ..Options::default()
             };
@@ -578,7 +584,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut files = Vec::new();
             for d in &dirs {
-                files.extend(cli::coverage::models_in(d)?);
+                if d.is_file() {
+                    files.push(d.clone());
+                } else {
+                    files.extend(cli::coverage::models_in(d)?);
+                }
             }
             let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 indicatif::ProgressBar::new(files.len() as u64)

@@ -35,8 +35,10 @@ pub struct Row {
     pub ort_error: Option<String>,
     /// max |R_tract - R_ort| / max |R_tract|.
     pub agreement: Option<f64>,
-    /// |sum R - logit_t| / |logit_t| (tract).
+    /// |sum R - logit_t| / |logit_t| in tract.
     pub conservation: Option<f64>,
+    /// The same in onnxruntime (float32).
+    pub ort_conservation: Option<f64>,
     /// Linear layers with signed input (RAP doubles there).
     pub signed_layers: usize,
     pub forward_s: Option<f64>,
@@ -66,6 +68,7 @@ impl Row {
             "onnxruntime_error": self.ort_error,
             "agreement": self.agreement,
             "conservation": self.conservation,
+            "ort_conservation": self.ort_conservation,
             "signed_layers": self.signed_layers,
             "forward_s": self.forward_s,
             "explain_s": self.explain_s,
@@ -80,7 +83,7 @@ impl Row {
 /// The rows as a Markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| model | nodes | op types | compiles | tract | onnxruntime | RAP: max\\|tract-ort\\| / max\\|R\\| | RAP: conservation error | signed layers | explain/forward | z+: tract-ort | z+: conservation |\n\
+        "| model | nodes | op types | compiles | tract | onnxruntime | RAP: max\\|tract-ort\\| / max\\|R\\| | RAP: conservation error (tract / onnxruntime) | signed layers | explain/forward | z+: tract-ort | z+: conservation |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mark = |e: &Option<String>, ran: bool| match (e, ran) {
@@ -99,7 +102,11 @@ pub fn table(rows: &[Row]) -> String {
             mark(&r.tract_error, compiled),
             mark(&r.ort_error, compiled),
             r.agreement.map_or("—".into(), |v| format!("{v:.1e}")),
-            r.conservation.map_or("—".into(), |v| format!("{v:.1e}")),
+            match (r.conservation, r.ort_conservation) {
+                (Some(t), Some(o)) => format!("{t:.1e} / {o:.1e}"),
+                (Some(t), None) => format!("{t:.1e} / —"),
+                _ => "—".into(),
+            },
             r.signed_layers,
             r.explain_s
                 .zip(r.forward_s)
@@ -198,6 +205,7 @@ struct Checked {
     ort_error: Option<String>,
     agreement: Option<f64>,
     conservation: Option<f64>,
+    ort_conservation: Option<f64>,
     forward_s: Option<f64>,
     explain_s: Option<f64>,
 }
@@ -283,6 +291,7 @@ pub fn check(
     row.ort_error = rap.ort_error;
     row.agreement = rap.agreement;
     row.conservation = rap.conservation;
+    row.ort_conservation = rap.ort_conservation;
     row.forward_s = rap.forward_s;
     row.explain_s = rap.explain_s;
     row
@@ -351,8 +360,11 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
         .iter()
         .enumerate()
         .fold((0, f32::MIN), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
-    let sum: f64 = rel.iter().map(|&v| v as f64).sum();
-    c.conservation = Some((sum - t.1 as f64).abs() / (t.1 as f64).abs().max(1e-12));
+    let gap = |rel: &ArrayD<f32>, logit: f64| {
+        let sum: f64 = rel.iter().map(|&v| v as f64).sum();
+        (sum - logit).abs() / logit.abs().max(1e-12)
+    };
+    c.conservation = Some(gap(&rel, t.1 as f64));
 
     let Some(python) = python else {
         c.ort_error = Some("not run: no Python with onnxruntime given".into());
@@ -376,6 +388,10 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
                 c.ort_error = Some("the relevance has non-finite values in onnxruntime".into())
             }
             Some(o) if o.shape() == rel.shape() => {
+                c.ort_conservation = outs
+                    .get(&p.roles.logits)
+                    .and_then(|l| l.iter().nth(t.0))
+                    .map(|&l| gap(o, l as f64));
                 let scale = rel.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
                 let diff = rel
                     .iter()

@@ -1,0 +1,164 @@
+//! The generalised RAP (`--method rap`, the default) against independent expectations:
+//! - a float64 numpy reference written from the rule definitions (tests/python/rap_reference.py,
+//!   every Conv unrolled into explicit contributions) on `tiny_robust.onnx`, a graph with every
+//!   case where the official rules double or amplify: a residual join of a ReLU and a signed
+//!   branch, BatchNormalization, a 1x1 conv, a strided depthwise conv and a dense layer reading
+//!   signed values, a Relu6, a global average pool of signed values, a first step on signed
+//!   input; the relevance and the per-rule sums of `--layer-sums`, in tract and onnxruntime;
+//! - conservation: per sample the relevance sums to the explained logit, at every rule too.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+use ndarray::{ArrayD, Axis};
+use onnx_rap::pass::{Options, LAYER_SUM};
+use onnx_rap::rules::Method;
+use onnx_rap::runtime::Value;
+use serde_json::Value as Json;
+
+const MODEL: &str = "tests/data/tiny_robust.onnx";
+const INPUT: &str = "tests/data/tiny_robust_input.npy";
+
+/// The numpy reference: input relevance and, per node, per sample [received, handed].
+fn reference() -> (ArrayD<f32>, HashMap<String, Vec<[f64; 2]>>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(python())
+        .arg(root().join("tests/python/rap_reference.py"))
+        .arg(root().join(MODEL))
+        .arg(root().join(INPUT))
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: ArrayD<f64> = ndarray_npy::read_npy(tmp.path().join("relevance.npy")).unwrap();
+    let sums: Json =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("layer_sums.json")).unwrap())
+            .unwrap();
+    let sums = sums
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let rows = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
+                .collect();
+            (k.clone(), rows)
+        })
+        .collect();
+    (r.mapv(|v| v as f32), sums)
+}
+
+fn compiled(method: Method) -> Vec<u8> {
+    let opts = Options {
+        method,
+        layer_sums: true,
+        ..Options::default()
+    };
+    compile_file(&root().join(MODEL), &opts)
+}
+
+/// Outputs of the compiled tiny_robust in tract and in onnxruntime.
+fn both_runtimes(bytes: &[u8]) -> [(&'static str, HashMap<String, ArrayD<f32>>); 2] {
+    let x = npy_f32(&root().join(INPUT));
+    let t = run_tract(bytes, vec![Value::F32(x.clone())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.onnx");
+    std::fs::write(&p, bytes).unwrap();
+    let o = run_ort(&p, &[("x", Feed::F32(x))]);
+    [("tract", t), ("onnxruntime", o)]
+}
+
+fn target_logits(out: &HashMap<String, ArrayD<f32>>) -> Vec<f64> {
+    out["logits"]
+        .axis_iter(Axis(0))
+        .map(|row| row.iter().fold(f32::MIN, |a, &v| a.max(v)) as f64)
+        .collect()
+}
+
+#[test]
+fn rap_matches_the_numpy_reference_rule_by_rule() {
+    let (want, want_sums) = reference();
+    let bytes = compiled(Method::Rap);
+    for (rt, out) in both_runtimes(&bytes) {
+        let err = rel_err_per_sample(&out["relevance"], &want);
+        let worst = err.iter().cloned().fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-4,
+            "{rt}: max |got - numpy| = {worst:.2e} x max|R|"
+        );
+        let logits = target_logits(&out);
+        let mut checked = 0;
+        for (node, rows) in &want_sums {
+            let got = out
+                .get(&format!("{LAYER_SUM}{node}"))
+                .unwrap_or_else(|| panic!("{rt}: no layer_sum output for {node}"));
+            assert_eq!(got.shape(), &[rows.len(), 2], "{rt} {node}");
+            for (i, w) in rows.iter().enumerate() {
+                for k in 0..2 {
+                    let g = got[[i, k]] as f64;
+                    assert!(
+                        (g - w[k]).abs() <= 1e-4 * logits[i].abs(),
+                        "{rt} {node} sample {i} column {k}: {g} vs numpy {}",
+                        w[k]
+                    );
+                }
+            }
+            checked += 1;
+        }
+        // One output per rule that ran: 14 nodes.
+        let n_outputs = out.keys().filter(|k| k.starts_with(LAYER_SUM)).count();
+        assert_eq!((checked, n_outputs), (14, 14), "{rt}");
+    }
+    assert!(want.iter().any(|v| v.abs() > 1e-3));
+}
+
+/// Per sample and per rule: what a rule hands on equals what it received (1e-5 of the logit),
+/// and the input relevance sums to the explained logit; the official rules on the same graph
+/// do not conserve (the graph exercises what the generalised rules repair).
+#[test]
+fn rap_conserves_at_every_rule_where_the_official_rules_do_not() {
+    for (rt, out) in both_runtimes(&compiled(Method::Rap)) {
+        let logits = target_logits(&out);
+        for (i, s) in sums(&out["relevance"]).iter().enumerate() {
+            let y = logits[i];
+            assert!(
+                (s - y).abs() <= 1e-5 * y.abs(),
+                "{rt} sample {i}: {s} vs {y}"
+            );
+        }
+        for (name, v) in out.iter().filter(|(k, _)| k.starts_with(LAYER_SUM)) {
+            if name.ends_with("fc_out") {
+                continue; // the first step turns the one-hot into the logit
+            }
+            for (i, row) in v.axis_iter(Axis(0)).enumerate() {
+                let (got, handed) = (row[0] as f64, row[1] as f64);
+                assert!(
+                    (got - handed).abs() <= 1e-5 * logits[i].abs(),
+                    "{rt} {name} sample {i}: received {got}, handed {handed}"
+                );
+            }
+        }
+    }
+    for (rt, out) in both_runtimes(&compiled(Method::RapOfficial)) {
+        let logits = target_logits(&out);
+        let worst = sums(&out["relevance"])
+            .iter()
+            .zip(&logits)
+            .map(|(s, y)| ((s - y) / y).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst > 0.1,
+            "{rt}: rap-official conserves here ({worst:.2e})"
+        );
+    }
+}
