@@ -214,9 +214,21 @@ pub struct Prepared {
 
 /// Decode one image file, upright: the EXIF orientation (JPEG, PNG) is applied.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
+    // Decoders' messages may span lines: one line, whitespace collapsed.
     let bad = |e: &dyn std::fmt::Display| {
+        let e = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         bad_input!("{}: not a readable PNG or JPEG image: {e}", path.display())
     };
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(bad_input!(
+            "{}: the file is empty, not an image",
+            path.display()
+        ));
+    }
     let mut decoder = image::ImageReader::open(path)
         .map_err(|e| bad_input!("{}: cannot open the image: {e}", path.display()))?
         .with_guessed_format()
@@ -323,8 +335,8 @@ fn fit(img: DynamicImage, pp: &Preprocess, origin: &str) -> Result<DynamicImage>
     let (nw, nh) = shorter_side(iw, ih, s);
     if nh < h || nw < w {
         return Err(bad_input!(
-            "{origin}: the image resized to {nw}x{nh} (shorter side {s}) is smaller than the \
-             crop {w}x{h} (width x height); use a larger --resize or a smaller --crop"
+            "{origin}: resized to {nw}x{nh} (width x height, shorter side {s}), the image is \
+             smaller than the crop {w}x{h}; use a larger --resize or a smaller --crop"
         ));
     }
     let resized = if (nw, nh) == (iw, ih) {
@@ -457,4 +469,413 @@ pub fn tensor_picture(t: &ArrayD<f32>, layout: Layout) -> RgbImage {
         let v = ((plane[[y as usize, x as usize]] - lo) / span * 255.0).round() as u8;
         image::Rgb([v, v, v])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, Rgb};
+
+    /// A `w` x `h` picture of 2x2 blocks; block (bx, by) has colour `[10 bx, 100 + 10 by, 7]`.
+    fn blocks(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(10 * (x / 2)) as u8, (100 + 10 * (y / 2)) as u8, 7])
+        })
+    }
+
+    fn photo_pp(crop: (u32, u32), resize: u32) -> Preprocess {
+        Preprocess {
+            size: crop,
+            resize: Some(resize),
+            interpolation: Interpolation::Nearest,
+            channels: 3,
+            layout: Layout::Nhwc,
+            grayscale: false,
+            mean: vec![],
+            std: vec![],
+        }
+    }
+
+    /// The prepared tensor ([H, W, 3], NHWC, no normalisation) back as bytes.
+    fn bytes(p: &Prepared) -> Vec<u8> {
+        p.tensor.iter().map(|v| (v * 255.0).round() as u8).collect()
+    }
+
+    #[test]
+    fn shorter_side_and_centre_offsets_as_python_computes_them() {
+        assert_eq!(shorter_side(6, 4, 2), (3, 2));
+        assert_eq!(shorter_side(4, 6, 2), (2, 3));
+        assert_eq!(shorter_side(5, 5, 3), (3, 3));
+        // chelsea.png is 451x300: int(256 * 451 / 300) = int(384.85) = 384
+        assert_eq!(shorter_side(451, 300, 256), (384, 256));
+        // rocket.png is 640x427: int(256 * 640 / 427) = int(383.7) = 383
+        assert_eq!(shorter_side(640, 427, 256), (383, 256));
+        // round((full - crop) / 2), halves to even
+        assert_eq!(centre_offset(3, 2), 0); // 0.5 -> 0
+        assert_eq!(centre_offset(5, 2), 2); // 1.5 -> 2
+        assert_eq!(centre_offset(7, 2), 2); // 2.5 -> 2
+        assert_eq!(centre_offset(9, 2), 4); // 3.5 -> 4
+        assert_eq!(centre_offset(384, 224), 80);
+        assert_eq!(centre_offset(383, 224), 80); // 79.5 -> 80
+        assert_eq!(centre_offset(2, 2), 0);
+    }
+
+    #[test]
+    fn a_6x4_image_resized_to_shorter_side_2_and_cropped() {
+        // 6x4 of 2x2 blocks -> 3x2 (one pixel per block) -> centre crop 2x2 at left 0, top 0
+        let p = prepare(
+            DynamicImage::ImageRgb8(blocks(6, 4)),
+            &photo_pp((2, 2), 2),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.tensor.shape(), &[2, 2, 3]);
+        #[rustfmt::skip]
+        assert_eq!(bytes(&p), vec![
+            0, 100, 7,   10, 100, 7,
+            0, 110, 7,   10, 110, 7,
+        ]);
+        assert_eq!(p.shown.dimensions(), (2, 2));
+        assert_eq!(
+            p.shown.into_raw(),
+            bytes_of(&[[0, 100], [10, 100], [0, 110], [10, 110]])
+        );
+    }
+
+    fn bytes_of(rg: &[[u8; 2]]) -> Vec<u8> {
+        rg.iter().flat_map(|[r, g]| [*r, *g, 7]).collect()
+    }
+
+    #[test]
+    fn the_crop_is_centred_with_python_rounding() {
+        // 10x4 -> 5x2 -> crop 2x2 at left round(1.5) = 2: block columns 2 and 3
+        let p = prepare(
+            DynamicImage::ImageRgb8(blocks(10, 4)),
+            &photo_pp((2, 2), 2),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            bytes(&p),
+            bytes_of(&[[20, 100], [30, 100], [20, 110], [30, 110]])
+        );
+        // portrait 4x14 -> 2x7 -> crop H,W = 3,2 at top round(4 / 2) = 2: block rows 2, 3, 4
+        let p = prepare(
+            DynamicImage::ImageRgb8(blocks(4, 14)),
+            &photo_pp((3, 2), 2),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.tensor.shape(), &[3, 2, 3]);
+        assert_eq!(
+            bytes(&p),
+            bytes_of(&[
+                [0, 120],
+                [10, 120],
+                [0, 130],
+                [10, 130],
+                [0, 140],
+                [10, 140]
+            ])
+        );
+        // no resize needed (the shorter side is already 2): only the crop, at left
+        // round(2.5) = 2
+        let ramp = RgbImage::from_fn(7, 2, |x, y| Rgb([(10 * x) as u8, (100 + y) as u8, 7]));
+        let p = prepare(
+            DynamicImage::ImageRgb8(ramp),
+            &Preprocess {
+                interpolation: Interpolation::Bicubic,
+                ..photo_pp((2, 2), 2)
+            },
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            bytes(&p),
+            bytes_of(&[[20, 100], [30, 100], [20, 101], [30, 101]])
+        );
+    }
+
+    #[test]
+    fn a_crop_larger_than_the_resized_image_is_refused() {
+        let e = prepare(
+            DynamicImage::ImageRgb8(blocks(6, 4)),
+            &photo_pp((3, 3), 2),
+            "small.png",
+        )
+        .err()
+        .unwrap();
+        let msg = e.to_string();
+        assert_eq!(e.exit_code(), 2, "{msg}");
+        assert!(msg.contains("small.png"), "{msg}");
+        assert!(msg.contains("smaller than the crop"), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+    }
+
+    #[test]
+    fn metadata_photo_form_and_plain_form() {
+        let photo = Preprocess::from_metadata(
+            r#"{"resize": 256, "crop": [224, 224], "interpolation": "bicubic", "layout": "nchw",
+                "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}"#,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(photo.resize, Some(256));
+        assert_eq!(photo.crop, Some((224, 224)));
+        assert_eq!(photo.interpolation, Some(Interpolation::Bicubic));
+        let digits =
+            Preprocess::from_metadata(r#"{"size": [64, 64], "grayscale": true}"#, "m").unwrap();
+        assert_eq!((digits.size, digits.resize), (Some((64, 64)), None));
+        // --size on the command line drops the metadata's shorter-side resize and crop
+        let flags = PartialPreprocess {
+            size: Some((200, 200)),
+            ..Default::default()
+        };
+        let merged = flags.or(photo.clone());
+        assert_eq!(
+            (merged.size, merged.resize, merged.crop),
+            (Some((200, 200)), None, None)
+        );
+        // --resize keeps the metadata's crop
+        let flags = PartialPreprocess {
+            resize: Some(300),
+            ..Default::default()
+        };
+        let merged = flags.or(photo);
+        assert_eq!((merged.resize, merged.crop), (Some(300), Some((224, 224))));
+        for bad in [
+            r#"{"interpolation": "sinc"}"#,
+            r#"{"resize": 0}"#,
+            r#"{"resize": "big"}"#,
+            r#"{"crop": [224]}"#,
+        ] {
+            let e = Preprocess::from_metadata(bad, "m.onnx").err().unwrap();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().starts_with("m.onnx: metadata"), "{e}");
+        }
+    }
+
+    /// A little-endian EXIF (TIFF) block with one entry: Orientation = `o`.
+    fn exif_orientation(o: u16) -> Vec<u8> {
+        let mut v = b"II".to_vec();
+        v.extend(42u16.to_le_bytes());
+        v.extend(8u32.to_le_bytes()); // first IFD
+        v.extend(1u16.to_le_bytes()); // one entry
+        v.extend(0x0112u16.to_le_bytes()); // Orientation
+        v.extend(3u16.to_le_bytes()); // SHORT
+        v.extend(1u32.to_le_bytes()); // one value
+        v.extend(o.to_le_bytes());
+        v.extend([0, 0]);
+        v.extend(0u32.to_le_bytes()); // no next IFD
+        v
+    }
+
+    #[test]
+    fn exif_orientation_of_a_jpeg_is_applied() {
+        // 16x8: left half red, right half blue; EXIF 6 = rotate 90 degrees clockwise, so the
+        // upright image is 8x16 with red on top.
+        let img = RgbImage::from_fn(16, 8, |x, _| {
+            if x < 8 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rotated.jpg");
+        let mut buf = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95);
+        enc.set_exif_metadata(exif_orientation(6)).unwrap();
+        enc.write_image(img.as_raw(), 16, 8, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        std::fs::write(&path, &buf).unwrap();
+        let up = decode(&path).unwrap().to_rgb8();
+        assert_eq!(up.dimensions(), (8, 16));
+        let near = |p: &Rgb<u8>, want: [u8; 3]| {
+            p.0.iter()
+                .zip(want)
+                .all(|(a, b)| (*a as i32 - b as i32).abs() <= 40)
+        };
+        assert!(
+            near(up.get_pixel(4, 2), [255, 0, 0]),
+            "{:?}",
+            up.get_pixel(4, 2)
+        );
+        assert!(
+            near(up.get_pixel(4, 13), [0, 0, 255]),
+            "{:?}",
+            up.get_pixel(4, 13)
+        );
+        // Without the EXIF block the same JPEG stays as stored.
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 95)
+            .write_image(img.as_raw(), 16, 8, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        std::fs::write(&path, &plain).unwrap();
+        let d = decode(&path).unwrap();
+        assert_eq!((d.width(), d.height()), (16, 8));
+    }
+
+    /// CRC-32 (PNG's) of `bytes`.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// A palette PNG (8-bit indices), written by hand: zlib with stored blocks.
+    fn palette_png(w: u32, h: u32, palette: &[[u8; 3]], index: &[u8]) -> Vec<u8> {
+        let chunk = |out: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend(data);
+            out.extend(&body);
+            out.extend(crc32(&body).to_be_bytes());
+        };
+        let mut raw = Vec::new();
+        for row in index.chunks(w as usize) {
+            raw.push(0); // filter: none
+            raw.extend(row);
+        }
+        let mut z = vec![0x78, 0x01, 1]; // zlib header, one final stored block
+        z.extend((raw.len() as u16).to_le_bytes());
+        z.extend((!(raw.len() as u16)).to_le_bytes());
+        z.extend(&raw);
+        let (mut a, mut b) = (1u32, 0u32);
+        for &x in &raw {
+            a = (a + x as u32) % 65521;
+            b = (b + a) % 65521;
+        }
+        z.extend(((b << 16) | a).to_be_bytes());
+        let mut ihdr = Vec::new();
+        ihdr.extend(w.to_be_bytes());
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 3, 0, 0, 0]); // 8 bits, palette, deflate, adaptive, no interlace
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"PLTE", &palette.concat());
+        chunk(&mut png, b"IDAT", &z);
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn sixteen_bit_palette_gray_and_alpha_pngs_decode_like_their_8_bit_rgb() {
+        let (w, h) = (5u32, 3u32);
+        let rgb = RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(40 * x) as u8, (90 * y) as u8, (13 * x * y + 5) as u8])
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let pp = Preprocess {
+            size: (h, w),
+            resize: None,
+            interpolation: Interpolation::Bilinear,
+            channels: 3,
+            layout: Layout::Nhwc,
+            grayscale: false,
+            mean: vec![],
+            std: vec![],
+        };
+        let load = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            load_image(&p, &pp).unwrap()
+        };
+        let encode = |img: DynamicImage| {
+            let mut b = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut b, image::ImageFormat::Png).unwrap();
+            b.into_inner()
+        };
+        let want = load("rgb8.png", &encode(DynamicImage::ImageRgb8(rgb.clone())));
+        assert_eq!(want.shown, rgb);
+        assert_eq!(bytes(&want), rgb.as_raw().clone());
+        // 16 bits per channel: v * 257 is v again in 8 bits
+        let rgb16 = image::ImageBuffer::<Rgb<u16>, Vec<u16>>::from_fn(w, h, |x, y| {
+            Rgb(rgb.get_pixel(x, y).0.map(|v| v as u16 * 257))
+        });
+        let got = load("rgb16.png", &encode(DynamicImage::ImageRgb16(rgb16)));
+        assert_eq!(got.tensor, want.tensor);
+        // RGBA: the alpha channel is dropped
+        let rgba = image::RgbaImage::from_fn(w, h, |x, y| {
+            let [r, g, b] = rgb.get_pixel(x, y).0;
+            image::Rgba([r, g, b, (x * 50) as u8])
+        });
+        let got = load("rgba.png", &encode(DynamicImage::ImageRgba8(rgba)));
+        assert_eq!(got.tensor, want.tensor);
+        // a palette of the image's colours
+        let mut palette: Vec<[u8; 3]> = Vec::new();
+        let index: Vec<u8> = rgb
+            .pixels()
+            .map(|p| {
+                let k = palette.iter().position(|c| *c == p.0).unwrap_or_else(|| {
+                    palette.push(p.0);
+                    palette.len() - 1
+                });
+                k as u8
+            })
+            .collect();
+        let got = load("palette.png", &palette_png(w, h, &palette, &index));
+        assert_eq!(got.tensor, want.tensor);
+        // gray (8 and 16 bits) into an RGB model: the gray value in all three channels
+        let gray = image::GrayImage::from_fn(w, h, |x, y| image::Luma([(x * 50 + y) as u8]));
+        let as_rgb: Vec<u8> = gray.as_raw().iter().flat_map(|&v| [v, v, v]).collect();
+        let got = load("gray8.png", &encode(DynamicImage::ImageLuma8(gray.clone())));
+        assert_eq!(bytes(&got), as_rgb);
+        let gray16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(w, h, |x, y| {
+            image::Luma([gray.get_pixel(x, y).0[0] as u16 * 257])
+        });
+        let got = load("gray16.png", &encode(DynamicImage::ImageLuma16(gray16)));
+        assert_eq!(bytes(&got), as_rgb);
+    }
+
+    #[test]
+    fn colour_to_gray_is_pils_luma_and_needs_grayscale() {
+        let img = RgbImage::from_fn(3, 1, |x, _| match x {
+            0 => Rgb([255, 0, 0]),
+            1 => Rgb([0, 255, 0]),
+            _ => Rgb([10, 20, 200]),
+        });
+        let mut pp = Preprocess {
+            size: (1, 3),
+            resize: None,
+            interpolation: Interpolation::Bilinear,
+            channels: 1,
+            layout: Layout::Nchw,
+            grayscale: false,
+            mean: vec![],
+            std: vec![],
+        };
+        let e = prepare(DynamicImage::ImageRgb8(img.clone()), &pp, "c.png")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--grayscale"), "{e}");
+        pp.grayscale = true;
+        let p = prepare(DynamicImage::ImageRgb8(img), &pp, "c.png").unwrap();
+        // PIL: L = R * 299/1000 + G * 587/1000 + B * 114/1000, rounded
+        // (255, 0, 0) -> 76.2 -> 76, (0, 255, 0) -> 149.7 -> 150, (10, 20, 200) -> 37.5 -> 38
+        assert_eq!(bytes(&p), vec![76, 150, 38]);
+        assert_eq!(p.shown.get_pixel(1, 0).0, [150, 150, 150]);
+    }
+
+    #[test]
+    fn display_factor_reaches_224_pixels() {
+        assert_eq!(display_factor(64, 64), 4);
+        assert_eq!(display_factor(224, 224), 1);
+        assert_eq!(display_factor(300, 100), 3);
+        assert_eq!(display_factor(1000, 500), 1);
+        let img = RgbImage::from_fn(2, 1, |x, _| Rgb([x as u8, 0, 0]));
+        let big = enlarge(&img, 3);
+        assert_eq!(big.dimensions(), (6, 3));
+        assert_eq!(big.get_pixel(2, 2).0, [0, 0, 0]);
+        assert_eq!(big.get_pixel(3, 0).0, [1, 0, 0]);
+    }
 }

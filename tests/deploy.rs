@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::*;
 use ndarray::{ArrayD, Axis, IxDyn};
-use onnx_rap::image::{load_image, Layout, Preprocess};
+use onnx_rap::image::{load_image, Interpolation, Layout, Preprocess};
 use onnx_rap::pass::Options;
 use onnx_rap::runtime::Value;
 
@@ -32,6 +32,8 @@ fn stem(p: &Path) -> String {
 fn digits_pp() -> Preprocess {
     Preprocess {
         size: (64, 64),
+        resize: None,
+        interpolation: Interpolation::Bilinear,
         channels: 1,
         layout: Layout::Nchw,
         grayscale: true,

@@ -30,7 +30,11 @@ fn heatmap_pixels_follow_the_colour_map() {
     let (code, out, err) = explain(&[&model(), "--input", s(img), "--out", s(tmp.path())]);
     assert_eq!(code, 0, "{err}");
     let stem = img.file_stem().unwrap().to_str().unwrap();
-    assert!(out.starts_with(&format!("{stem}: predicted ")), "{out}");
+    // "NAME: C1 P1%, ..., C5 P5% | explained: C, logit L, relevance sum S, positive share P%"
+    assert!(out.starts_with(&format!("{stem}: ")), "{out}");
+    let (top, explained) = out.trim().split_once(" | explained: ").expect(&out);
+    assert_eq!(top.matches('%').count(), 5, "{out}");
+    assert!(explained.contains(", logit "), "{out}");
     let rel = npy_f32(&tmp.path().join(format!("{stem}_relevance.npy")));
     let m = rel.sum_axis(Axis(0)); // [H, W] for the 1-channel input
     let png = image::open(tmp.path().join(format!("{stem}_heatmap.png")))
@@ -58,15 +62,20 @@ fn heatmap_pixels_follow_the_colour_map() {
             "the maximum is the red end"
         );
     }
-    // The overlay holds the input (left) and the heatmap (right).
+    // The overlay holds the input the model saw (left) and the heatmap (right), both enlarged
+    // 4 times by pixel replication (64 x 4 = 256 >= 224 pixels).
     let overlay = image::open(tmp.path().join(format!("{stem}_overlay.png")))
         .unwrap()
         .to_rgb8();
-    assert_eq!(overlay.dimensions(), (128, 64));
-    assert_eq!(
-        overlay.get_pixel(64 + at_max.0, at_max.1),
-        png.get_pixel(at_max.0, at_max.1)
-    );
+    assert_eq!(overlay.dimensions(), (512, 256));
+    let input = image::open(img).unwrap().to_rgb8();
+    for (x, y) in [at_max, (0, 0), (63, 63), (17, 40)] {
+        for (dx, dy) in [(0, 0), (3, 3), (1, 2)] {
+            let (ox, oy) = (4 * x + dx, 4 * y + dy);
+            assert_eq!(overlay.get_pixel(256 + ox, oy), png.get_pixel(x, y));
+            assert_eq!(overlay.get_pixel(ox, oy), input.get_pixel(x, y));
+        }
+    }
 }
 
 #[test]
@@ -143,6 +152,17 @@ fn json_summary_has_one_entry_per_input() {
     for e in a {
         assert_eq!(e["target"], 3);
         assert_eq!(e["target_label"], "3");
+        // the five most probable classes, the prediction first
+        let top5 = e["top5"].as_array().unwrap();
+        assert_eq!(top5.len(), 5);
+        assert_eq!(top5[0]["class"], e["predicted"]);
+        assert_eq!(top5[0]["name"], e["predicted_label"]);
+        let p: Vec<f64> = top5
+            .iter()
+            .map(|t| t["probability"].as_f64().unwrap())
+            .collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
+        assert!(p.iter().sum::<f64>() <= 1.0 + 1e-9 && p[4] >= 0.0, "{p:?}");
         let (sum, logit) = (
             e["relevance_sum"].as_f64().unwrap(),
             e["target_logit"].as_f64().unwrap(),
@@ -179,12 +199,48 @@ fn bad_inputs_are_refused_before_anything_is_written() {
         &out,
         "fake.png",
     );
-    // an RGB model given a grayscale image
-    let rgb_model = root().join("models/resnet18_mini.onnx");
+    // a truncated PNG, and an empty file
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = tmp.path().join("cut.png");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    refuses(&[&model(), "--input", s(&cut), "--out", o], &out, "cut.png");
+    let empty = tmp.path().join("empty.jpg");
+    std::fs::write(&empty, "").unwrap();
     refuses(
-        &[s(&rgb_model), "--input", s(&good), "--out", o],
+        &[&model(), "--input", s(&empty), "--out", o],
         &out,
-        "colour channel",
+        "empty.jpg",
+    );
+    // photo form: a crop larger than the image resized by --resize, a crop that is not the
+    // model's input size
+    let photo_model = root().join("models/efficientnet_lite0.onnx");
+    let photo = root().join("models/photos/chelsea.png");
+    refuses(
+        &[
+            s(&photo_model),
+            "--input",
+            s(&photo),
+            "--resize",
+            "200",
+            "--out",
+            o,
+        ],
+        &out,
+        "chelsea.png: resized to 300x200 (width x height, shorter side 200), the image is \
+         smaller than the crop 224x224",
+    );
+    refuses(
+        &[
+            s(&photo_model),
+            "--input",
+            s(&photo),
+            "--crop",
+            "256,256",
+            "--out",
+            o,
+        ],
+        &out,
+        "does not match the model input 224x224",
     );
     // target out of range
     refuses(
@@ -247,5 +303,129 @@ fn behind_a_softmax_the_summary_reports_the_logits() {
             (r - y).abs() <= 1e-4 * y.abs().max(1.0),
             "relevance {r} vs logit {y}"
         );
+    }
+}
+
+#[test]
+fn a_gray_image_is_converted_for_an_rgb_model() {
+    // as PIL's convert("RGB"): the gray value in all three channels
+    let tmp = tempfile::tempdir().unwrap();
+    let rgb_model = root().join("models/resnet18_mini.onnx");
+    let gray = samples()[0].clone();
+    let rgb = tmp.path().join("as_rgb.png");
+    image::open(&gray).unwrap().to_rgb8().save(&rgb).unwrap();
+    let json = |p: &Path| -> serde_json::Value {
+        let out = tmp.path().join("out");
+        let (code, stdout, err) =
+            explain(&[s(&rgb_model), "--input", s(p), "--json", "--out", s(&out)]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let (a, b) = (json(&gray), json(&rgb));
+    assert_eq!(a[0]["top5"], b[0]["top5"]);
+    assert_eq!(a[0]["relevance_sum"], b[0]["relevance_sum"]);
+}
+
+#[test]
+fn a_photo_is_resized_cropped_and_named() {
+    // efficientnet_lite0: shorter side 256 (bicubic), centre crop 224x224, ImageNet names
+    let tmp = tempfile::tempdir().unwrap();
+    let m = root().join("models/efficientnet_lite0.onnx");
+    let photo = root().join("models/photos/chelsea.png");
+    let (code, out, err) = explain(&[s(&m), "--input", s(&photo), "--out", s(tmp.path())]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("chelsea: tiger cat "), "{out}");
+    assert!(out.contains("| explained: tiger cat, logit "), "{out}");
+    for cat in ["Egyptian cat", "tabby"] {
+        assert!(out.contains(cat), "{out}");
+    }
+    // the overlay shows the 224x224 crop the model saw beside its heatmap
+    let overlay = image::open(tmp.path().join("chelsea_overlay.png")).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (448, 224));
+    let rel = npy_f32(&tmp.path().join("chelsea_relevance.npy"));
+    assert_eq!(rel.shape(), &[3, 224, 224]);
+    // The crop: 451x300 -> 384x256, 224x224 from left 80, top 16. Bicubic resampling by
+    // another library rounds differently, so compare the resized picture loosely: the crop
+    // the overlay shows is closer to that region than to a crop shifted by 8 pixels.
+    let shown = overlay.to_rgb8();
+    let resized = image::imageops::resize(
+        &image::open(&photo).unwrap().to_rgb8(),
+        384,
+        256,
+        image::imageops::FilterType::CatmullRom,
+    );
+    let diff = |left: u32, top: u32| -> f64 {
+        let mut d = 0f64;
+        for y in 0..224 {
+            for x in 0..224 {
+                let (a, b) = (
+                    shown.get_pixel(x, y).0,
+                    resized.get_pixel(left + x, top + y).0,
+                );
+                d += (0..3)
+                    .map(|c| (a[c] as f64 - b[c] as f64).abs())
+                    .sum::<f64>();
+            }
+        }
+        d / (224.0 * 224.0 * 3.0)
+    };
+    assert!(diff(80, 16) < 0.5, "{}", diff(80, 16));
+    assert!(diff(88, 16) > 2.0 && diff(80, 24) > 2.0);
+}
+
+#[test]
+fn layer_sums_list_every_rule_from_the_logits_to_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = &samples()[0];
+    let args = [
+        model(),
+        "--input".into(),
+        s(img).into(),
+        "--layer-sums".into(),
+        "--out".into(),
+        s(tmp.path()).into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = explain(&args);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains(" | explained: "), "{out}");
+    assert!(lines[1].contains("handed/received"), "{out}");
+    assert!(
+        lines.last().unwrap().contains(" rules, from the logits"),
+        "{out}"
+    );
+    let mut with_json = args.clone();
+    with_json.push("--json");
+    let (code, out, err) = explain(&with_json);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let e = &v[0];
+    let rows = e["layer_sums"].as_array().unwrap();
+    assert_eq!(rows.len() + 3, lines.len(), "one printed row per JSON row");
+    let logit = e["target_logit"].as_f64().unwrap();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"Conv") && ops.contains(&"Gemm"), "{ops:?}");
+    assert!(
+        !ops.contains(&"?"),
+        "every node is found in the model: {ops:?}"
+    );
+    // The first rule is the output layer (it receives the one-hot target, or the logit, and
+    // hands on the logit); the last hands on the relevance of the input, its sum.
+    let first = rows[0]["received"].as_f64().unwrap();
+    assert!((first - 1.0).abs() < 1e-6 || (first - logit).abs() < 1e-3 * logit.abs());
+    let first = rows[0]["handed"].as_f64().unwrap();
+    assert!(
+        (first - logit).abs() < 1e-3 * logit.abs(),
+        "{first} vs {logit}"
+    );
+    let last = rows.last().unwrap()["handed"].as_f64().unwrap();
+    let sum = e["relevance_sum"].as_f64().unwrap();
+    assert!((last - sum).abs() <= 1e-3 * logit.abs(), "{last} vs {sum}");
+    for r in rows {
+        let ratio = r["handed_over_received"].as_f64().unwrap();
+        let of_logit = r["handed_over_logit"].as_f64().unwrap();
+        assert!((r["handed"].as_f64().unwrap() / logit - of_logit).abs() < 1e-9);
+        assert!(ratio.is_finite() && of_logit.is_finite(), "{r}");
     }
 }

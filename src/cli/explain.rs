@@ -151,7 +151,11 @@ impl Outcome {
         let mut off = 0;
         for r in &self.layer_sums {
             let ratio = r.handed / r.received;
-            let flag = if (ratio - 1.0).abs() > 1e-3 {
+            // The output layer of RAP receives the one-hot target and hands on the logit.
+            let seed = r.received == 1.0 && (r.handed / logit - 1.0).abs() <= 1e-3;
+            let flag = if seed {
+                "  (one-hot in, logit out)"
+            } else if (ratio - 1.0).abs() > 1e-3 {
                 off += 1;
                 " *"
             } else {
