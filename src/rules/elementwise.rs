@@ -370,7 +370,7 @@ impl Rule for Sub {
             (false, true) => vec![None, Some(unbroadcast(cx, node, &r, &b, "in.b")?)],
             // Generalised RAP: contributions a and -b share R by magnitude.
             (true, true) if cx.method.is_robust() => {
-                let v = cx.split_by_magnitude(&r, &[&a, &b])?;
+                let v = cx.split_by_magnitude(&r, &[&a, &b], None)?;
                 vec![
                     Some(unbroadcast(cx, node, &v[0], &a, "in.a")?),
                     Some(unbroadcast(cx, node, &v[1], &b, "in.b")?),

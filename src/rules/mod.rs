@@ -330,7 +330,15 @@ impl Cx<'_, '_> {
     /// `R_k = |x_k| sd(R, sum_j |x_j|)`. Each share lies in [0, 1] and the shares sum to 1, so
     /// it conserves wherever any summand is non-zero and never amplifies; where every summand
     /// is >= 0 it is the official z-rule `x_k sd(R, y)`.
-    pub fn split_by_magnitude(&mut self, r: &str, xs: &[&str]) -> Result<Vec<String>> {
+    /// `sum`: the join's own output when it is the plain sum of `xs` (Add, Sum), reused as
+    /// the total where every summand is known to be >= 0.
+    pub fn split_by_magnitude(
+        &mut self,
+        r: &str,
+        xs: &[&str],
+        sum: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let nonneg = xs.iter().all(|x| self.sign(x) == Sign::NonNeg);
         let mut mags = Vec::new();
         for (k, x) in xs.iter().enumerate() {
             mags.push(if self.sign(x) == Sign::NonNeg {
@@ -340,8 +348,13 @@ impl Cx<'_, '_> {
             });
         }
         let mut total = mags[0].clone();
-        for (k, m) in mags.iter().enumerate().skip(1) {
-            total = self.e.add(&total, m, &format!("abs_sum{k}"))?;
+        match sum {
+            Some(y) if nonneg => total = y.to_string(),
+            _ => {
+                for (k, m) in mags.iter().enumerate().skip(1) {
+                    total = self.e.add(&total, m, &format!("abs_sum{k}"))?;
+                }
+            }
         }
         let s = self.e.sd(r, &total, "s")?;
         mags.iter()

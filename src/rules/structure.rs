@@ -73,7 +73,7 @@ impl Rule for Add {
         match (live[0], live[1]) {
             // Residual join, generalised RAP: shares by magnitude (conserving, bounded).
             (true, true) if cx.method.is_robust() => {
-                let v = cx.split_by_magnitude(&r, &[&a, &b])?;
+                let v = cx.split_by_magnitude(&r, &[&a, &b], Some(&y))?;
                 Ok(v.into_iter().map(Some).collect())
             }
             // Residual join: z-rule on the recomputed sum, each summand gets its share.
@@ -125,7 +125,7 @@ impl Rule for Sum {
         }
         if cx.method.is_robust() {
             let xs: Vec<&str> = live.iter().map(|t| t.as_str()).collect();
-            let mut shares = cx.split_by_magnitude(&r, &xs)?.into_iter();
+            let mut shares = cx.split_by_magnitude(&r, &xs, Some(&y))?.into_iter();
             return Ok(node
                 .input
                 .iter()
