@@ -224,11 +224,15 @@ enum Command {
     /// (LeRF, lower is better). Writes curves.csv and curves.png to --out.
     ///
     /// Example: onnx-rap eval models/digits_vgg.onnx --methods rap,lrp,gradxinput --limit 100
+    ///
+    /// Photos: onnx-rap eval models/efficientnet_lite0.onnx --data models/photos --patch 16
     Eval {
         /// The model (.onnx)
         model: PathBuf,
         /// Benchmark .npz (images uint8 [N,H,W(,3)], labels, boxes [N,4] as x0,y0,x1,y1,
-        /// masks) [default: the model's onnx_rap.benchmark metadata]
+        /// masks), or a folder of photos (preprocessed as `explain` does; only region
+        /// perturbation is scored, for the predicted class) [default: the model's
+        /// onnx_rap.benchmark metadata]
         #[arg(long)]
         data: Option<PathBuf>,
         /// Methods to compare, comma-separated [default: all]

@@ -227,14 +227,25 @@ impl Report {
             } else {
                 String::new()
             };
+            let f3 = |v: f64| {
+                if v.is_nan() {
+                    "—".to_string()
+                } else {
+                    format!("{v:.3}")
+                }
+            };
+            let pointing = if r.pointing.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{:.1}%", 100.0 * r.pointing)
+            };
             s += &format!(
-                "| {} | {:.3}{undefined} | {:.1}% | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |\n",
+                "| {} | {}{undefined} | {pointing} | {} | {} | {} | {:.3} | {:.3} | {:.1} |\n",
                 r.method.name(),
-                r.outside_inside,
-                100.0 * r.pointing,
-                r.iou,
-                r.miou,
-                r.pixel_accuracy,
+                f3(r.outside_inside),
+                f3(r.iou),
+                f3(r.miou),
+                f3(r.pixel_accuracy),
                 r.aopc_morf,
                 r.aopc_lerf,
                 r.ms_per_image
@@ -305,35 +316,83 @@ fn pixels(b: &Benchmark, i: usize, channels: usize) -> Result<Array3<f32>> {
     Array3::from_shape_vec((h, w, channels), v).map_err(|e| Error::Runtime(e.to_string()))
 }
 
+/// The photos of a folder (sorted by name, the first `limit`) as the model sees them, pixels
+/// in [0, 1] `[H, W, C]`, and the model's predicted class for each.
+fn photos(
+    dir: &Path,
+    info: &ModelInfo,
+    model_bytes: &[u8],
+    limit: Option<usize>,
+) -> Result<(Vec<Array3<f32>>, Vec<i64>)> {
+    let mut files = super::explain::expand(&[dir.to_path_buf()])?;
+    files.retain(|f| !f.extension().is_some_and(|e| e == "npy"));
+    files.truncate(limit.unwrap_or(files.len()));
+    let (h, w, c) = (info.pp.size.0 as usize, info.pp.size.1 as usize, info.pp.channels);
+    let probe = info.pp.arrange(ArrayD::zeros(IxDyn(&[1, h, w, c])));
+    let plan = Plan::new(model_bytes, &[Value::F32(probe)], vec![info.logits.clone()])?;
+    let mut pix = Vec::new();
+    let mut labels = Vec::new();
+    for f in &files {
+        let img = crate::image::load_image(f, &info.pp)?;
+        let x = img.tensor.insert_axis(Axis(0));
+        let out = plan.run(&[Value::F32(x)])?;
+        let logits = &out[0].1;
+        let t = (0..info.classes).fold(0, |b, k| if logits[[0, k]] > logits[[0, b]] { k } else { b });
+        labels.push(t as i64);
+        let shown = img.shown;
+        let v: Vec<f32> = if c == 1 {
+            shown.pixels().map(|p| p[0] as f32 / 255.0).collect()
+        } else {
+            shown.as_raw().iter().map(|&p| p as f32 / 255.0).collect()
+        };
+        pix.push(Array3::from_shape_vec((h, w, c), v).map_err(|e| Error::Runtime(e.to_string()))?);
+    }
+    Ok((pix, labels))
+}
+
 /// Run every method; `progress` shows a bar on stderr.
 pub fn run(args: &Args, progress: bool) -> Result<Report> {
     let info = model_info(&args.model)?;
     let origin = args.model.display().to_string();
     let data_path = benchmark_path(&args.model, &info.model, args.data.as_deref())?;
-    let bench = load_benchmark(&data_path)?;
-    let n = args.limit.unwrap_or(bench.len()).min(bench.len());
+    let (h, w) = (info.pp.size.0 as usize, info.pp.size.1 as usize);
+    let c = info.pp.channels;
+    let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
+    // A benchmark (.npz: images, labels, boxes, masks), or a folder of photos: no boxes, so
+    // only region perturbation is scored, and the explained class is the model's prediction.
+    let (pix, labels, loc) = if data_path.is_dir() {
+        let (pix, labels) = photos(&data_path, &info, &model_bytes, args.limit)?;
+        (pix, labels, None)
+    } else {
+        let bench = load_benchmark(&data_path)?;
+        let n = args.limit.unwrap_or(bench.len()).min(bench.len());
+        let (bh, bw) = (bench.images.shape()[1], bench.images.shape()[2]);
+        if (bh, bw) != (h, w) {
+            return Err(bad_input!(
+                "{}: images are {bh}x{bw} but {origin} takes {h}x{w}",
+                data_path.display(),
+            ));
+        }
+        if let Some(&bad) = bench
+            .labels
+            .iter()
+            .find(|&&l| l < 0 || l as usize >= info.classes)
+        {
+            return Err(bad_input!(
+                "{}: label {bad} is out of range for a model with {} classes",
+                data_path.display(),
+                info.classes
+            ));
+        }
+        let pix: Vec<Array3<f32>> = (0..n)
+            .map(|i| pixels(&bench, i, c))
+            .collect::<Result<_>>()?;
+        let labels = bench.labels[..n].to_vec();
+        (pix, labels, Some((bench.boxes, bench.masks)))
+    };
+    let n = pix.len();
     if n == 0 {
         return Err(bad_input!("{}: no images to evaluate", data_path.display()));
-    }
-    let (h, w) = (bench.images.shape()[1], bench.images.shape()[2]);
-    if (h as u32, w as u32) != info.pp.size {
-        return Err(bad_input!(
-            "{}: images are {h}x{w} but {origin} takes {}x{}",
-            data_path.display(),
-            info.pp.size.0,
-            info.pp.size.1
-        ));
-    }
-    if let Some(&bad) = bench
-        .labels
-        .iter()
-        .find(|&&l| l < 0 || l as usize >= info.classes)
-    {
-        return Err(bad_input!(
-            "{}: label {bad} is out of range for a model with {} classes",
-            data_path.display(),
-            info.classes
-        ));
     }
     let p = args.patch;
     let npatch = metrics::patches(h, w, p).len();
@@ -341,13 +400,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         return Err(bad_input!("--patch {p} does not fit a {h}x{w} image"));
     }
     let steps = args.steps.min(npatch);
-    let c = info.pp.channels;
-    let pix: Vec<Array3<f32>> = (0..n)
-        .map(|i| pixels(&bench, i, c))
-        .collect::<Result<_>>()?;
 
     // The original model runs every perturbation step of one image in one batch.
-    let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
     let probe = info.pp.arrange(ArrayD::zeros(IxDyn(&[steps + 1, h, w, c])));
     let forward = Plan::new(
         &model_bytes,
@@ -411,7 +465,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             );
             let t = ArrayD::from_shape_vec(
                 IxDyn(&[bsz]),
-                idx.iter().map(|&i| bench.labels[i]).collect(),
+                idx.iter().map(|&i| labels[i]).collect(),
             )
             .map_err(|e| Error::Runtime(e.to_string()))?;
             let clock = Instant::now();
@@ -433,16 +487,18 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         // Localisation.
         let (mut ratio_sum, mut ratio_n, mut hits) = (0.0, 0usize, 0usize);
         let (mut iou, mut miou, mut acc) = (0.0, 0.0, 0.0);
-        for (i, m) in maps.iter().enumerate() {
-            if let Some(r) = metrics::outside_inside(m.view(), bench.boxes[i]) {
-                ratio_sum += r;
-                ratio_n += 1;
+        if let Some((boxes, masks)) = &loc {
+            for (i, m) in maps.iter().enumerate() {
+                if let Some(r) = metrics::outside_inside(m.view(), boxes[i]) {
+                    ratio_sum += r;
+                    ratio_n += 1;
+                }
+                hits += metrics::pointing_hit(m.view(), boxes[i]) as usize;
+                let s = metrics::segmentation(m.view(), masks.index_axis(Axis(0), i));
+                iou += s.iou;
+                miou += s.miou;
+                acc += s.pixel_accuracy;
             }
-            hits += metrics::pointing_hit(m.view(), bench.boxes[i]) as usize;
-            let s = metrics::segmentation(m.view(), bench.masks.index_axis(Axis(0), i));
-            iou += s.iou;
-            miou += s.miou;
-            acc += s.pixel_accuracy;
         }
 
         // Region perturbation: both orders, every step in one batch per image.
@@ -472,7 +528,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                 let x = info.pp.arrange(batch.into_dyn());
                 let out = forward.run(&[Value::F32(x)])?;
                 let logits = &out[0].1;
-                let t = bench.labels[i] as usize;
+                let t = labels[i] as usize;
                 let f: Vec<f64> = (0..=steps).map(|k| logits[[k, t]] as f64).collect();
                 for k in 0..=steps {
                     curves[o][k] += f[0] - f[k];
@@ -494,6 +550,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             }
         }
         let nf = n as f64;
+        // Without boxes (photos) the localisation scores are undefined (NaN: "—", null).
+        let located = if loc.is_some() { 1.0 } else { f64::NAN };
         scores.push(Scores {
             method,
             images: n,
@@ -502,11 +560,11 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             } else {
                 f64::NAN
             },
-            ratio_undefined: n - ratio_n,
-            pointing: hits as f64 / nf,
-            iou: iou / nf,
-            miou: miou / nf,
-            pixel_accuracy: acc / nf,
+            ratio_undefined: if loc.is_some() { n - ratio_n } else { 0 },
+            pointing: located * hits as f64 / nf,
+            iou: located * iou / nf,
+            miou: located * miou / nf,
+            pixel_accuracy: located * acc / nf,
             aopc_morf: aopc[0] / nf,
             aopc_lerf: aopc[1] / nf,
             morf_curve: curves[0].iter().map(|v| v / nf).collect(),

@@ -250,7 +250,7 @@ struct Item {
 const IMAGE_EXT: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// Files named on the command line; folders give their images and .npy files, sorted.
-fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in inputs {
         if p.is_dir() {
