@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::{first_only, input, rel0, unsupported_use, Cx, Kind, Rule};
+use super::{first_only, input, norm_axis, rel0, unsupported_use, Cx, Kind, Rule};
 use crate::analysis::{common_sign, first_input_sign, Sign};
 use crate::error::Result;
 use crate::onnx::attr::{self, make_int, make_ints};
@@ -107,12 +107,20 @@ impl Rule for Transpose {
         let r = rel0(node, rel)?.to_string();
         let rank = cx.dims(node, input(node, 0)?)?.len();
         let perm = attr::ints(node, "perm")?.unwrap_or_else(|| (0..rank as i64).rev().collect());
+        let mut inv = vec![-1i64; rank];
+        for (i, &p) in perm.iter().enumerate() {
+            match usize::try_from(p).ok().and_then(|p| inv.get_mut(p)) {
+                Some(slot) if *slot < 0 && perm.len() == rank => *slot = i as i64,
+                _ => {
+                    return Err(unsupported_use(
+                        node,
+                        &format!("perm {perm:?} is not a permutation of {rank} axes"),
+                    ))
+                }
+            }
+        }
         if perm.first() != Some(&0) && !cx.e.single_sample() {
             return Err(unsupported_use(node, "it moves the batch axis"));
-        }
-        let mut inv = vec![0i64; perm.len()];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p as usize] = i as i64;
         }
         let out =
             cx.e.op("Transpose", "in", &[&r], vec![make_ints("perm", &inv)])?;
@@ -153,7 +161,7 @@ impl Rule for Pad {
         }
         let mut begin = vec![0i64; rank];
         for (j, &a) in axes.iter().enumerate() {
-            let a = if a < 0 { a + rank as i64 } else { a } as usize;
+            let a = norm_axis(node, a, rank)?;
             if cx.is_batch_axis(a as i64) && (pads[j] != 0 || pads[j + k] != 0) {
                 return Err(unsupported_use(node, "it pads the batch axis"));
             }
@@ -188,10 +196,17 @@ impl Rule for Slice {
             ints(cx, node, 2, "ends")?.ok_or_else(|| unsupported_use(node, "it has no ends"))?;
         let axes = ints(cx, node, 3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
         let steps = ints(cx, node, 4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
+        let n = axes.len();
+        if starts.len() != n || ends.len() != n || steps.len() != n {
+            return Err(unsupported_use(
+                node,
+                "its starts, ends, axes and steps differ in length",
+            ));
+        }
         let mut begin = vec![0i64; rank];
         let mut end = vec![0i64; rank];
         for (j, &a) in axes.iter().enumerate() {
-            let a = if a < 0 { a + rank as i64 } else { a } as usize;
+            let a = norm_axis(node, a, rank)?;
             if cx.is_batch_axis(a as i64) {
                 return Err(unsupported_use(node, "it slices the batch axis"));
             }
@@ -199,7 +214,13 @@ impl Rule for Slice {
                 return Err(unsupported_use(node, "a step other than 1"));
             }
             let d = dims[a];
-            let clamp = |v: i64| if v < 0 { (v + d).max(0) } else { v.min(d) };
+            let clamp = |v: i64| {
+                if v < 0 {
+                    v.saturating_add(d).max(0)
+                } else {
+                    v.min(d)
+                }
+            };
             let (s, e) = (clamp(starts[j]), clamp(ends[j]));
             begin[a] = s;
             end[a] = d - e.max(s);
@@ -226,10 +247,7 @@ impl Rule for Split {
         let x = input(node, 0)?;
         let dims = cx.dims(node, x)?;
         let rank = dims.len() as i64;
-        let mut axis = attr::int(node, "axis")?.unwrap_or(0);
-        if axis < 0 {
-            axis += rank;
-        }
+        let axis = norm_axis(node, attr::int(node, "axis")?.unwrap_or(0), dims.len())? as i64;
         if cx.is_batch_axis(axis) {
             return Err(unsupported_use(node, "it splits the batch axis"));
         }
@@ -239,7 +257,10 @@ impl Rule for Split {
         let mut offset = 0i64;
         let mut sum: Option<String> = None;
         for (k, (out, r)) in node.output.iter().zip(rel).enumerate() {
-            let len = cx.dims(node, out)?[ax];
+            let len = match cx.dims(node, out)?.get(ax) {
+                Some(&l) if l >= 0 && offset + l <= total => l,
+                _ => return Err(unsupported_use(node, "its pieces do not fit the input")),
+            };
             if let Some(r) = r {
                 let mut begin = vec![0i64; rank as usize];
                 let mut end = vec![0i64; rank as usize];
@@ -276,10 +297,7 @@ impl Rule for Gather {
         let idx_name = input(node, 1)?;
         let dims = cx.dims(node, x)?;
         let rank = dims.len() as i64;
-        let mut axis = attr::int(node, "axis")?.unwrap_or(0);
-        if axis < 0 {
-            axis += rank;
-        }
+        let axis = norm_axis(node, attr::int(node, "axis")?.unwrap_or(0), dims.len())? as i64;
         if cx.is_batch_axis(axis) {
             return Err(unsupported_use(node, "it gathers along the batch axis"));
         }
@@ -287,6 +305,18 @@ impl Rule for Gather {
             .constant(idx_name)
             .ok_or_else(|| unsupported_use(node, "its indices are computed at run time"))?;
         let d = dims[axis as usize];
+        if let Some(bad) = idx.iter().find(|&&v| !(v >= -(d as f32) && v < d as f32)) {
+            return Err(unsupported_use(
+                node,
+                &format!("index {bad} is out of range for an axis of {d}"),
+            ));
+        }
+        cx.facts.budget.check(&[d, idx.len() as i64], &|| {
+            format!(
+                "node '{}' (Gather): the inverse of its indices",
+                node.name()
+            )
+        })?;
         let norm = |v: f32| {
             let v = v as i64;
             if v < 0 {

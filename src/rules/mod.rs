@@ -435,6 +435,25 @@ pub(crate) fn unsupported_use(node: &NodeProto, why: &str) -> Error {
     )
 }
 
+/// `axis` (negative: counted from the end) as an index into a tensor of rank `rank`, or an
+/// error naming the node (a malformed file may hold any integer there).
+pub(crate) fn norm_axis(node: &NodeProto, axis: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 {
+        axis.saturating_add(r)
+    } else {
+        axis
+    };
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(unsupported_use(
+            node,
+            &format!("axis {axis} is out of range for a tensor of rank {rank}"),
+        ))
+    }
+}
+
 /// Input `slot` of a node, or an error.
 pub(crate) fn input(node: &NodeProto, slot: usize) -> Result<&str> {
     node.input

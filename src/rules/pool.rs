@@ -61,9 +61,10 @@ fn with_batch(rest: &[i64], second: i64) -> Vec<i64> {
 /// planes of 4x4 and a 3x3 kernel: GoogLeNet's pools), and the planes of a pooled tensor are
 /// exactly that case. Stride 1: one Conv with the flipped kernel. Strided: the polyphase
 /// form ([`Window::polyphase`]), then the phases interleaved and the grid cut to the input.
+/// With `x`, the result is multiplied by it (the z-rule); without, it is routed as it is.
 fn unpool(
     cx: &mut Cx,
-    x: &str,
+    x: Option<&str>,
     s: &str,
     weight: &[f32],
     k: usize,
@@ -131,10 +132,10 @@ fn unpool(
     };
     let back =
         cx.e.reshape(&back, &with_batch(&win.input, c), "unpool.shape")?;
-    if cx.method.is_gradient() {
-        return Ok(back);
+    match x {
+        Some(x) => cx.e.mul(x, &back, "in"),
+        None => Ok(back),
     }
-    cx.e.mul(x, &back, "in")
 }
 
 /// The z-rule's `sd(R, Y)`, or the gradient itself.
@@ -164,6 +165,12 @@ impl Rule for MaxPool {
         }
         let (c, win) = window(cx, node)?;
         let k: i64 = win.kernel.iter().product();
+        cx.facts.budget.check(&[k, k], &|| {
+            format!(
+                "node '{}' (MaxPool): the window's one-hot kernel",
+                node.name()
+            )
+        })?;
         let ks = k as usize;
         let kdims: Vec<i64> = [vec![k, 1], win.kernel.clone()].concat();
         let mut onehot_w = vec![0f32; ks * ks];
@@ -192,6 +199,23 @@ impl Rule for MaxPool {
             let d = cx.e.sub(&patches, &yr, "is_max.diff")?;
             cx.e.is_zero(&d, "is_max")?
         };
+        let padded = win
+            .begin
+            .iter()
+            .chain(&win.end)
+            .chain(&win.extra_end())
+            .any(|&p| p != 0);
+        let eq = if padded && cx.method.is_robust() {
+            // The windows' zero padding can equal a maximum of 0: only real positions count
+            // (the relevance a padded position took would be cut off with the padding).
+            let grid =
+                cx.e.ones(&[vec![1, 1], win.input.clone()].concat(), "grid")?;
+            let real =
+                cx.e.op("Conv", "real", &[&grid, &onehot], win.conv_attrs())?;
+            cx.e.mul(&eq, &real, "is_max.real")?
+        } else {
+            eq
+        };
         let ones: Vec<i64> = vec![1; win.kernel.len()];
         let before = cx.e.op(
             "Conv",
@@ -201,10 +225,25 @@ impl Rule for MaxPool {
         )?;
         let none_before = cx.e.is_zero(&before, "first")?;
         let first = cx.e.mul(&eq, &none_before, "argmax")?;
-        let s = per_output(cx, &r, &y)?;
+        // The z-rule gives the maximum `x / y = 1` of its window's relevance; the generalised
+        // RAP routes it there as it is, so a window whose maximum is 0 keeps its relevance too.
+        let route = cx.method.is_gradient() || cx.method.is_robust();
+        let s = if route {
+            r.clone()
+        } else {
+            per_output(cx, &r, &y)?
+        };
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let g = cx.e.mul(&first, &sr, "s.at_argmax")?;
-        let out = unpool(cx, &x, &g, &onehot_w, ks, &win, c)?;
+        let out = unpool(
+            cx,
+            (!route).then_some(x.as_str()),
+            &g,
+            &onehot_w,
+            ks,
+            &win,
+            c,
+        )?;
         Ok(first_only(out, node.input.len()))
     }
 }
@@ -259,7 +298,8 @@ impl Rule for AvgPool {
         let s = per_output(cx, &r, &y)?;
         let sr = cx.e.reshape(&s, &with_batch(&win.output, 1), "s.planes")?;
         let q = cx.e.div(&sr, &count, "s.mean")?;
-        let out = unpool(cx, &x, &q, &ones_w, 1, &win, c)?;
+        let times_x = (!cx.method.is_gradient()).then_some(x.as_str());
+        let out = unpool(cx, times_x, &q, &ones_w, 1, &win, c)?;
         Ok(first_only(out, node.input.len()))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{first_only, input, rel0, unsupported_use, Cx, Rule};
+use super::{first_only, input, norm_axis, rel0, unsupported_use, Cx, Rule};
 use crate::analysis::{first_input_sign, Sign};
 use crate::error::Result;
 use crate::onnx::attr;
@@ -59,8 +59,8 @@ impl Rule for Reduce {
         };
         let axes: Vec<i64> = axes
             .iter()
-            .map(|&a| if a < 0 { a + rank } else { a })
-            .collect();
+            .map(|&a| norm_axis(node, a, xd.len()).map(|a| a as i64))
+            .collect::<Result<_>>()?;
         if axes.iter().any(|&a| cx.is_batch_axis(a)) {
             return Err(unsupported_use(node, "it reduces the batch axis"));
         }

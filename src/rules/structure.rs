@@ -166,9 +166,16 @@ impl Rule for Concat {
         }
         let mut sizes = Vec::new();
         for t in &node.input {
-            sizes.push(cx.dims(node, t)?[axis as usize]);
+            let d = cx.dims(node, t)?;
+            if d.len() as i64 != rank {
+                return Err(unsupported_use(node, "its inputs differ in rank"));
+            }
+            sizes.push(d[axis as usize]);
         }
         let pieces = cx.e.split(&r, axis, &sizes, "pieces")?;
+        if cx.method.is_robust() && !cx.method.is_gradient() {
+            return concat_robust(cx, node, &pieces, rank as usize);
+        }
         let mut out = Vec::new();
         for (t, piece) in node.input.iter().zip(pieces) {
             if cx.dynamic.contains(t) && cx.method.is_gradient() {
@@ -184,6 +191,63 @@ impl Rule for Concat {
         }
         Ok(out)
     }
+}
+
+/// The generalised RAP's Concat: each activation gets its piece of the relevance as it is (a
+/// concatenation moves values, no arithmetic: the official mask `[x_k != 0]` would drop the
+/// relevance of zero-valued positions). The relevance of a constant piece (a class token, a
+/// learned constant) is not the input's: like RAP's shift, it is spread evenly over the
+/// non-zero values of the activation pieces, so the total is kept.
+fn concat_robust(
+    cx: &mut Cx,
+    node: &NodeProto,
+    pieces: &[String],
+    rank: usize,
+) -> Result<Vec<Option<String>>> {
+    let live: Vec<bool> = node.input.iter().map(|t| cx.dynamic.contains(t)).collect();
+    let mut left: Option<String> = None;
+    for (k, piece) in pieces.iter().enumerate() {
+        if !live[k] {
+            let s = cx.e.sum_sample(piece, rank, &format!("const{k}.sum"))?;
+            left = Some(match left {
+                None => s,
+                Some(l) => cx.e.add(&l, &s, "const.sum")?,
+            });
+        }
+    }
+    let Some(left) = left else {
+        return Ok(pieces.iter().map(|p| Some(p.clone())).collect());
+    };
+    // Non-zero values of the activation pieces, counted per sample.
+    let mut masks = Vec::new();
+    let mut count: Option<String> = None;
+    for (k, t) in node.input.iter().enumerate() {
+        if live[k] {
+            let m = cx.e.nonzero(t)?;
+            let c = cx.e.sum_sample(&m, rank, &format!("in{k}.count"))?;
+            count = Some(match count {
+                None => c,
+                Some(n) => cx.e.add(&n, &c, "count")?,
+            });
+            masks.push(Some(m));
+        } else {
+            masks.push(None);
+        }
+    }
+    let count =
+        count.ok_or_else(|| unsupported_use(node, "no input depends on the model input"))?;
+    let per = cx.e.sd(&left, &count, "const.per")?;
+    let mut out = Vec::new();
+    for (k, piece) in pieces.iter().enumerate() {
+        out.push(match &masks[k] {
+            Some(m) => {
+                let add = cx.e.mul(&per, m, &format!("in{k}.spread"))?;
+                Some(cx.e.add(piece, &add, &format!("in{k}"))?)
+            }
+            None => None,
+        });
+    }
+    Ok(out)
 }
 
 impl Rule for Reshape {

@@ -72,6 +72,29 @@ impl Window {
                 ))
             }
         };
+        // A malformed file may hold any integers here: every size positive, every pad
+        // non-negative, every dilated window inside its padded input.
+        for i in 0..n {
+            let sane = kernel[i] >= 1
+                && strides[i] >= 1
+                && dilations[i] >= 1
+                && begin[i] >= 0
+                && end[i] >= 0
+                && input[i] >= 1
+                && output[i] >= 1
+                && (kernel[i] - 1).saturating_mul(dilations[i])
+                    < input[i].saturating_add(begin[i]).saturating_add(end[i]);
+            if !sane {
+                return Err(unsupported_use(
+                    node,
+                    &format!(
+                        "window geometry out of range on spatial axis {i} (kernel {kernel:?}, \
+                         strides {strides:?}, dilations {dilations:?}, pads {begin:?} {end:?}, \
+                         input {input:?})"
+                    ),
+                ));
+            }
+        }
         Ok(Window {
             kernel,
             strides,

@@ -12,7 +12,8 @@ Gemm is unrolled into a dense matrix A (one row per output value, built with loo
 kernel), contributions are explicit, e_ji = A_ji x_i, and no transposed convolution appears.
 Supported ops: Conv (pads, strides, groups; a 1x1 stride-1 unpadded group-1 conv is
 "pointwise"), Gemm (transB = 1), Relu, Clip, BatchNormalization, Add, MaxPool (kernel = stride,
-no pads, first maximum), GlobalAveragePool, Flatten. The graph is walked as a DAG.
+no pads; each window's relevance to its first maximum), GlobalAveragePool, Flatten. The graph is
+walked as a DAG.
 """
 import json
 import sys
@@ -196,14 +197,13 @@ def explain(net, x):
                 kh, kw = attrs(n)["kernel_shape"]
                 c, h, w = x.shape
                 out = np.zeros_like(x)
-                y = v[n.output[0]]
                 for ch in range(c):
                     for i in range(h // kh):
                         for j in range(w // kw):
                             win = x[ch, i * kh:(i + 1) * kh, j * kw:(j + 1) * kw].ravel()
                             m = int(np.argmax(win))  # the first maximum
                             yy, xx = i * kh + m // kw, j * kw + m % kw
-                            out[ch, yy, xx] += x[ch, yy, xx] * sd(r_out[ch, i, j], y[ch, i, j])
+                            out[ch, yy, xx] += r_out[ch, i, j]  # its share x / max = 1, kept where max = 0
                 handed = {n.input[0]: out}
             elif op == "GlobalAveragePool":
                 ax = np.abs(x)
