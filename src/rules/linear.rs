@@ -732,7 +732,9 @@ fn relative_factors_select(
 /// convolution with stride 1, a dense layer on tokens): there the sums run over the channel
 /// axis alone, so each position's excess is taken back at that position, as if every position
 /// were a dense layer of its own (the official sums over the whole sample move relevance
-/// between positions that the layer never connects; docs/RULES.md, "shift").
+/// between positions that the layer never connects; docs/RULES.md, "shift"). A position whose
+/// inputs are all zero cannot take its excess back; that remainder is spread over the whole
+/// sample as the official shift does, so the layer conserves exactly.
 fn shift(cx: &mut Cx, lin: &Lin, c: &str, r: &str, tag: &str) -> Result<String> {
     let nz = cx.e.nonzero(c)?;
     let sum =
@@ -746,18 +748,15 @@ fn shift(cx: &mut Cx, lin: &Lin, c: &str, r: &str, tag: &str) -> Result<String> 
         let take = cx.e.mul(&per, &nz, &format!("{tag}.take"))?;
         return cx.e.sub(c, &take, &format!("{tag}.shifted"));
     }
-    // Per position: sums over the channel axis.
     let axis = lin.chan_axis();
     let at = |cx: &mut Cx, x: &str, part: &str| {
-        cx.e.reduce("ReduceSum", x, &[axis], true, &format!("{tag}.{part}"))
+        cx.e.reduce("ReduceSum", x, &[axis], true, &format!("{tag}.pos.{part}"))
     };
-    let sc = at(cx, c, "pos.sum_c")?;
-    let sr = at(cx, r, "pos.sum_r")?;
+    let sc = at(cx, c, "sum_c")?;
+    let sr = at(cx, r, "sum_r")?;
     let delta = cx.e.sub(&sc, &sr, &format!("{tag}.pos.delta"))?;
-    let n = at(cx, &nz, "pos.count")?;
+    let n = at(cx, &nz, "count")?;
     let per = cx.e.sd(&delta, &n, &format!("{tag}.pos.per"))?;
-    // A position whose inputs are all zero cannot take its excess back; what is left there
-    // is spread evenly over the whole sample, as the official shift does.
     let (_, has) = cx.e.safe_den(&n)?;
     let kept = cx.e.mul(&delta, &has, &format!("{tag}.pos.taken"))?;
     let left = cx.e.sub(&delta, &kept, &format!("{tag}.pos.left"))?;
