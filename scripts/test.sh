@@ -42,3 +42,5 @@ echo "== cargo clippy -D warnings"
 cargo clippy --release --all-targets -- -D warnings
 echo "== cargo test --release"
 cargo test --release
+echo "== the Ray example (examples/ray) on a local Ray cluster of 2 CPUs"
+.venv/bin/python tests/python/test_ray_explain.py

@@ -5,16 +5,18 @@
 
 writes out/digit_1_4_heatmap.png (the graph's own `heatmap_rgb`, the picture `onnx-rap explain`
 paints) and out/digit_1_4_relevance.npy, and prints the prediction. Needs numpy, onnxruntime
-and pillow. Preprocessing follows the model's `onnx_rap.preprocess` metadata. With a model
-compiled with --target-input, --target K explains class K (default: the predicted class).
+and pillow. Preprocessing follows the model's `onnx_rap.preprocess` metadata (rap_image.py,
+beside this file). With a model compiled with --target-input, --target K explains class K
+(default: the predicted class).
 """
 import argparse
-import json
 import os
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
+
+import rap_image
 
 
 def main() -> None:
@@ -26,28 +28,19 @@ def main() -> None:
     args = ap.parse_args()
 
     sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    meta = sess.get_modelmeta().custom_metadata_map
-    pp = json.loads(meta.get("onnx_rap.preprocess", "{}"))
-    labels = json.loads(meta.get("onnx_rap.labels", "null"))
-    inp = sess.get_inputs()[0]
-    c, h, w = inp.shape[1:]  # NCHW image models
-    h, w = pp.get("size", [h, w])
-
-    img = Image.open(args.image).convert("L" if pp.get("grayscale") or c == 1 else "RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.BILINEAR)
-    x = np.asarray(img, np.float32).reshape(h, w, -1) / 255.0
-    x = (x - np.float32(pp.get("mean", 0.0))) / np.float32(pp.get("std", 1.0))
-    feeds = {inp.name: x.transpose(2, 0, 1)[None].astype(np.float32)}
-    if any(i.name == "rap_target" for i in sess.get_inputs()):
-        feeds["rap_target"] = np.array([args.target], np.int64)
-    elif args.target >= 0:
+    try:
+        spec = rap_image.session_spec(sess)
+    except ValueError as e:
+        raise SystemExit(f"{args.model}: {e}")
+    labels = rap_image.labels(rap_image.metadata(sess))
+    x = rap_image.load_image(args.image, spec)
+    if args.target >= 0 and not any(i.name == "rap_target" for i in sess.get_inputs()):
         raise SystemExit("this model explains its prediction only: compile it with --target-input")
 
     names = [o.name for o in sess.get_outputs()]
     if "heatmap_rgb" not in names:
         raise SystemExit(f"{args.model} has no heatmap_rgb output: compile it with --colormap")
-    out = dict(zip(names, sess.run(names, feeds)))
+    out = rap_image.run_batch(sess, x[None], [args.target], names)
     logits, relevance = out[names[0]][0], out["relevance"]
     k = int(logits.argmax())
     t = k if args.target < 0 else args.target
