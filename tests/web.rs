@@ -1,10 +1,18 @@
-//! The browser page (web/) end to end: `onnx-rap serve` serves the built page with the
-//! default model on 127.0.0.1, headless Chromium (driven by tests/web/e2e.mjs with
-//! playwright-core) loads it, explains a sample image and then another class, and what the page
-//! computed with onnxruntime-web must equal `onnx-rap explain` on the same input.
+//! The browser page (web/) end to end: `onnx-rap serve` serves the built page on 127.0.0.1,
+//! headless Chromium (driven by tests/web/e2e.mjs with playwright-core) loads it, explains an
+//! image and then another class picked from the searchable class list.
+//!
+//! - The default model (EfficientNet-Lite0, ImageNet) on a photo: the page resizes and crops
+//!   with the browser's canvas, which is close to but not bit-equal with the Rust bicubic of
+//!   `explain`. So the page's crop is compared with explain's crop (mean absolute difference in
+//!   gray levels), and the page's heatmap with model_rap.onnx run in tract on the very tensor
+//!   the page fed onnxruntime-web (exposed as `window.rapResult.input`); the top-1 class the
+//!   page lists must be "tiger cat".
+//! - A digit model (`serve models/digits_vgg.onnx`, 64x64 gray, no resampling): the page's
+//!   heatmap must equal `explain`'s.
 //!
 //! Needs the page built and Chromium installed: scripts/test.sh does both (npm ci, npm run
-//! build, apt-get install chromium). The screenshot and the page's result are kept under
+//! build, apt-get install chromium). The screenshots and the page's results are kept under
 //! target/web-artifacts/.
 
 mod common;
@@ -47,9 +55,12 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    /// `serve MODEL`, or `serve` with its default model when `model` is None.
+    fn start(model: Option<&str>) -> Server {
         let mut child = Command::new(bin())
-            .args(["serve", "models/digits_vgg.onnx", "--port", "0", "--dir"])
+            .arg("serve")
+            .args(model)
+            .args(["--port", "0", "--dir"])
             .arg(dist())
             .current_dir(root())
             .stdout(Stdio::piped())
@@ -95,15 +106,20 @@ fn artifacts() -> PathBuf {
     d
 }
 
+const DIGITS: &str = "models/digits_vgg.onnx";
+const PHOTO_MODEL: &str = "models/efficientnet_lite0.onnx";
+
+/// `explain MODEL --input IMAGE`: (relevance, heatmap PNG, overlay PNG, the folder).
 fn explain_ref(
+    model: &str,
     image: &Path,
     target: Option<usize>,
-) -> (ndarray::ArrayD<f32>, PathBuf, tempfile::TempDir) {
+) -> (ndarray::ArrayD<f32>, PathBuf, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_path_buf();
     let mut args = vec![
         "explain".to_string(),
-        root().join("models/digits_vgg.onnx").display().to_string(),
+        root().join(model).display().to_string(),
         "--input".into(),
         image.display().to_string(),
         "--out".into(),
@@ -117,7 +133,12 @@ fn explain_ref(
     assert_eq!(code, 0, "{err}");
     let stem = image.file_stem().unwrap().to_string_lossy().to_string();
     let rel = npy_f32(&out.join(format!("{stem}_relevance.npy")));
-    (rel, out.join(format!("{stem}_heatmap.png")), dir)
+    (
+        rel,
+        out.join(format!("{stem}_heatmap.png")),
+        out.join(format!("{stem}_overlay.png")),
+        dir,
+    )
 }
 
 fn floats(v: &Json) -> Vec<f32> {
@@ -159,26 +180,26 @@ fn check_run(result: &Json, rel: &ndarray::ArrayD<f32>, png: &Path, what: &str) 
     );
 }
 
-#[test]
-fn the_page_explains_like_explain_in_headless_chromium() {
+/// Drive the page with tests/web/e2e.mjs: the image, then `second` picked from the class list
+/// (after typing `search` into its search box). Keeps result_TAG.json and screenshot_TAG.png
+/// in target/web-artifacts/; returns the report, after checking that every request went to
+/// the page's own server and none after the image was chosen (offline and private).
+fn drive(server: &Server, image: &Path, second: usize, search: &str, tag: &str) -> Json {
     let chromium = chromium();
-    let server = Server::start();
-    let image = root().join("models/samples/digit_1_4.png");
     let out = artifacts();
-    let result_path = out.join("result.json");
-    let shot = out.join("screenshot.png");
-    let second = 3;
+    let result_path = out.join(format!("result_{tag}.json"));
+    let shot = out.join(format!("screenshot_{tag}.png"));
     let status = Command::new("node")
         .arg(root().join("tests/web/e2e.mjs"))
         .args(["--url", &server.url, "--image"])
-        .arg(&image)
+        .arg(image)
         .arg("--out")
         .arg(&result_path)
         .arg("--screenshot")
         .arg(&shot)
         .arg("--chromium")
         .arg(&chromium)
-        .args(["--second-target", &second.to_string()])
+        .args(["--second-target", &second.to_string(), "--search", search])
         .output()
         .unwrap();
     assert!(
@@ -187,11 +208,8 @@ fn the_page_explains_like_explain_in_headless_chromium() {
         String::from_utf8_lossy(&status.stdout),
         String::from_utf8_lossy(&status.stderr)
     );
-    eprintln!("{}", String::from_utf8_lossy(&status.stdout));
+    eprintln!("{tag}: {}", String::from_utf8_lossy(&status.stdout).trim());
     let report: Json = serde_json::from_slice(&std::fs::read(&result_path).unwrap()).unwrap();
-
-    // Offline and private: every request went to the page's own server, none after the
-    // image was chosen.
     for r in report["requests"].as_array().unwrap() {
         let url = r["url"].as_str().unwrap();
         assert!(
@@ -203,21 +221,168 @@ fn the_page_explains_like_explain_in_headless_chromium() {
         .as_array()
         .unwrap()
         .is_empty());
-
-    let first = &report["first"];
-    let (rel, png, _d1) = explain_ref(&image, None);
-    assert_eq!(first["predicted"], 4, "the sample shows a 4");
-    check_run(first, &rel, &png, "predicted class");
-    let (rel2, png2, _d2) = explain_ref(&image, Some(second));
     assert_eq!(report["second"]["target"], second);
-    check_run(&report["second"], &rel2, &png2, "second class");
     let shot_bytes = std::fs::metadata(&shot).unwrap().len();
     assert!(shot_bytes > 1000, "the screenshot is empty");
+    report
+}
+
+/// The page's run against model_rap.onnx run in tract on the page's own input tensor (two
+/// runtimes, onnxruntime-web's WASM and tract): logits within 2e-3 x max|logit|, heatmap
+/// within 2e-3 x max|R| (measured: 3.4e-4), heatmap_rgb within two colour-map levels per pixel
+/// (measured: 1). Returns (heatmap diff / max|R|, worst level difference).
+fn check_against_tract(result: &Json, model_rap: &[u8], what: &str) -> (f32, i64) {
+    let dims: Vec<usize> = result["inputDims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let input = ndarray::ArrayD::from_shape_vec(dims, floats(&result["input"])).unwrap();
+    let target = result["target"].as_i64().unwrap();
+    let outs = run_tract(
+        model_rap,
+        vec![
+            onnx_rap::runtime::Value::F32(input),
+            onnx_rap::runtime::Value::I64(ndarray::arr1(&[target]).into_dyn()),
+        ],
+    );
+    let max_diff = |got: &[f32], want: &ndarray::ArrayD<f32>, name: &str| {
+        assert_eq!(got.len(), want.len(), "{what}: {name} size");
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let diff = got
+            .iter()
+            .zip(want.iter())
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        diff / scale
+    };
+    let logits = max_diff(&floats(&result["logits"]), &outs["logits"], "logits");
+    assert!(
+        logits <= 2e-3,
+        "{what}: the page's logits differ from tract's by {logits:.2e} x max|logit|"
+    );
+    let heat = max_diff(&floats(&result["heatmap"]), &outs["heatmap"], "heatmap");
+    assert!(
+        heat <= 2e-3,
+        "{what}: the page's heatmap differs from tract's by {heat:.2e} x max|R|"
+    );
+    let page: Vec<u8> = floats(&result["heatmapRgb"])
+        .iter()
+        .map(|&v| v as u8)
+        .collect();
+    let tract: Vec<u8> = outs["heatmap_rgb"].iter().map(|&v| v as u8).collect();
+    let worst = rgb_levels(&page)
+        .iter()
+        .zip(rgb_levels(&tract))
+        .map(|(a, b)| (a - b).abs())
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 2,
+        "{what}: a heatmap_rgb pixel is {worst} levels off tract's on the same input"
+    );
+    (heat, worst)
+}
+
+#[test]
+fn the_page_explains_a_photo_with_the_default_model_in_headless_chromium() {
+    let server = Server::start(None);
+    let image = root().join("models/photos/chelsea.png");
+    // Class 285, "Egyptian cat", found by typing "egyptian" into the class search.
+    let second = 285;
+    let report = drive(&server, &image, second, "egyptian", "photo");
+    let first = &report["first"];
+
+    // What a reader sees: the top 5 with softmax percentages, "tiger cat" first.
+    let shown = first["shownTop5"].as_array().unwrap();
+    assert_eq!(shown.len(), 5, "{shown:?}");
+    assert_eq!(shown[0]["label"], "tiger cat", "{shown:?}");
+    assert_eq!(first["predicted"], 282, "tiger cat is ImageNet class 282");
+    let probs: Vec<f64> = first["top5"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["probability"].as_f64().unwrap())
+        .collect();
+    assert!(
+        probs.windows(2).all(|p| p[0] >= p[1]) && probs.iter().sum::<f64>() <= 1.0 + 1e-6,
+        "{probs:?}"
+    );
+    assert!(
+        shown[0]["percent"].as_str().unwrap().ends_with('%'),
+        "{shown:?}"
+    );
+    assert!(
+        report["search_listed"].as_u64().unwrap() < 10,
+        "searching 'egyptian' lists {} classes",
+        report["search_listed"]
+    );
+
+    // The crop the page made (canvas resampling) against the one `explain` made (Rust
+    // bicubic): a few gray levels apart on average.
+    let (_, _, overlay, _dir) = explain_ref(PHOTO_MODEL, &image, None);
+    let overlay = image::open(&overlay).unwrap().to_rgb8();
+    let (h, w) = (
+        first["inputDims"][2].as_u64().unwrap() as u32,
+        first["inputDims"][3].as_u64().unwrap() as u32,
+    );
+    assert_eq!((h, w), (224, 224));
+    let crop = floats(&first["crop"]);
+    assert_eq!(crop.len(), (3 * h * w) as usize);
+    let mut sum = 0f64;
+    let mut worst = 0f32;
+    for y in 0..h {
+        for x in 0..w {
+            let want = overlay.get_pixel(x, y).0; // the left half is the crop
+            for c in 0..3 {
+                let d = (crop[((y * w + x) * 3 + c) as usize] - want[c as usize] as f32).abs();
+                sum += d as f64;
+                worst = worst.max(d);
+            }
+        }
+    }
+    let mean = sum / (3 * h * w) as f64;
+    eprintln!(
+        "photo: the page's crop vs explain's: mean |diff| {mean:.3} gray levels, max {worst}"
+    );
+    assert!(
+        mean <= 3.0,
+        "the page's crop is {mean:.2} gray levels from explain's on average"
+    );
+
+    // The heatmaps: model_rap.onnx in tract on the tensor the page fed onnxruntime-web.
+    let (_, _, model_rap) = server.get("/model_rap.onnx");
+    let (heat, levels) = check_against_tract(first, &model_rap, "predicted class");
+    eprintln!(
+        "photo, tiger cat: page vs tract on the page's input: heatmap {heat:.2e} x max|R|, \
+         heatmap_rgb {levels} level(s)"
+    );
+    let (heat, levels) = check_against_tract(&report["second"], &model_rap, "Egyptian cat");
+    eprintln!(
+        "photo, Egyptian cat: page vs tract on the page's input: heatmap {heat:.2e} x max|R|, \
+         heatmap_rgb {levels} level(s)"
+    );
+}
+
+#[test]
+fn the_page_explains_a_digit_like_explain_in_headless_chromium() {
+    let server = Server::start(Some(DIGITS));
+    let image = root().join("models/samples/digit_1_4.png");
+    let second = 3;
+    let report = drive(&server, &image, second, "3", "digits");
+
+    let first = &report["first"];
+    let (rel, png, _, _d1) = explain_ref(DIGITS, &image, None);
+    assert_eq!(first["predicted"], 4, "the sample shows a 4");
+    assert_eq!(first["shownTop5"][0]["label"], "4");
+    check_run(first, &rel, &png, "predicted class");
+    let (rel2, png2, _, _d2) = explain_ref(DIGITS, &image, Some(second));
+    check_run(&report["second"], &rel2, &png2, "second class");
 }
 
 #[test]
 fn serve_answers_with_the_right_types_and_write_to_makes_a_static_site() {
-    let server = Server::start();
+    let server = Server::start(Some(DIGITS));
     let (status, head, body) = server.get("/");
     assert!(status.contains("200"), "{status}");
     assert!(head.contains("text/html"), "{head}");
@@ -232,6 +397,12 @@ fn serve_answers_with_the_right_types_and_write_to_makes_a_static_site() {
     let cfg: Json = serde_json::from_slice(&body).unwrap();
     assert_eq!(cfg["input"], "input");
     assert_eq!(cfg["size"], serde_json::json!([64, 64]));
+    assert_eq!(
+        cfg["resize"],
+        Json::Null,
+        "the digits are resized, not cropped"
+    );
+    assert_eq!(cfg["grayscale"], true);
     assert_eq!(cfg["labels"].as_array().unwrap().len(), 10);
     let (status, _, model) = server.get("/model_rap.onnx");
     assert!(status.contains("200"), "{status}");
@@ -260,6 +431,46 @@ fn serve_answers_with_the_right_types_and_write_to_makes_a_static_site() {
         std::fs::read(site.path().join("model_rap.onnx")).unwrap(),
         model
     );
+}
+
+#[test]
+fn serve_defaults_to_efficientnet_with_the_photo_preprocessing() {
+    let site = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--dir"])
+        .arg(dist())
+        .arg("--write-to")
+        .arg(site.path())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: Json =
+        serde_json::from_slice(&std::fs::read(site.path().join("model.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model"], "efficientnet_lite0.onnx");
+    assert_eq!(cfg["size"], serde_json::json!([224, 224]));
+    assert_eq!(cfg["resize"], 256);
+    assert_eq!(cfg["crop"], serde_json::json!([224, 224]));
+    assert_eq!(cfg["interpolation"], "bicubic");
+    assert_eq!(cfg["layout"], "nchw");
+    assert_eq!(cfg["channels"], 3);
+    assert_eq!(cfg["grayscale"], false);
+    for (key, want) in [("mean", 127.0 / 255.0), ("std", 128.0 / 255.0)] {
+        let v = floats(&cfg[key]);
+        assert!(
+            v.len() == 3 && v.iter().all(|x| (x - want).abs() < 1e-6),
+            "{key}: {v:?}"
+        );
+    }
+    let labels = cfg["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 1000);
+    assert_eq!(labels[282], "tiger cat");
+    let outs = output_names(&std::fs::read(site.path().join("model_rap.onnx")).unwrap());
+    assert!(outs.contains(&"heatmap_rgb".to_string()), "{outs:?}");
 }
 
 #[test]

@@ -325,9 +325,13 @@ fn photos(
     limit: Option<usize>,
 ) -> Result<(Vec<Array3<f32>>, Vec<i64>)> {
     let mut files = super::explain::expand(&[dir.to_path_buf()])?;
-    files.retain(|f| !f.extension().is_some_and(|e| e == "npy"));
+    files.retain(|f| f.extension().is_none_or(|e| e != "npy"));
     files.truncate(limit.unwrap_or(files.len()));
-    let (h, w, c) = (info.pp.size.0 as usize, info.pp.size.1 as usize, info.pp.channels);
+    let (h, w, c) = (
+        info.pp.size.0 as usize,
+        info.pp.size.1 as usize,
+        info.pp.channels,
+    );
     let probe = info.pp.arrange(ArrayD::zeros(IxDyn(&[1, h, w, c])));
     let plan = Plan::new(model_bytes, &[Value::F32(probe)], vec![info.logits.clone()])?;
     let mut pix = Vec::new();
@@ -337,7 +341,13 @@ fn photos(
         let x = img.tensor.insert_axis(Axis(0));
         let out = plan.run(&[Value::F32(x)])?;
         let logits = &out[0].1;
-        let t = (0..info.classes).fold(0, |b, k| if logits[[0, k]] > logits[[0, b]] { k } else { b });
+        let t = (0..info.classes).fold(0, |b, k| {
+            if logits[[0, k]] > logits[[0, b]] {
+                k
+            } else {
+                b
+            }
+        });
         labels.push(t as i64);
         let shown = img.shown;
         let v: Vec<f32> = if c == 1 {
@@ -463,11 +473,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                     .map_err(|e| Error::Runtime(e.to_string()))?
                     .into_dyn(),
             );
-            let t = ArrayD::from_shape_vec(
-                IxDyn(&[bsz]),
-                idx.iter().map(|&i| labels[i]).collect(),
-            )
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+            let t = ArrayD::from_shape_vec(IxDyn(&[bsz]), idx.iter().map(|&i| labels[i]).collect())
+                .map_err(|e| Error::Runtime(e.to_string()))?;
             let clock = Instant::now();
             let out = plan.run(&[Value::F32(x), Value::I64(t)])?;
             explain_s += clock.elapsed().as_secs_f64();

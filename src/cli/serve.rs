@@ -2,7 +2,8 @@
 //! local HTTP server (or written out as a static site with `--write-to`).
 //!
 //! The page loads `model_rap.onnx` (compiled with `rap_target` and `heatmap_rgb`) and
-//! `model.json` (input name, preprocessing, labels) from its own folder; both are made here
+//! `model.json` (input name, preprocessing in plain-resize or resize + centre-crop form,
+//! mean/std/layout/grayscale, labels) from its own folder; both are made here
 //! in memory, the rest is the page as `npm run build` left it in `web/dist`.
 
 use std::collections::HashMap;
@@ -132,7 +133,12 @@ pub fn model_files(model_path: &Path, opts: &Options) -> Result<(Vec<u8>, Vec<u8
         "target_input": TARGET,
         "layout": match pp.layout { Layout::Nchw => "nchw", Layout::Nhwc => "nhwc" },
         "channels": pp.channels,
+        // The model input's [height, width]: a plain resize to it, or (photo form, `resize`
+        // not null) the shorter side resized to `resize` and the centre crop `crop` (= size).
         "size": [pp.size.0, pp.size.1],
+        "resize": pp.resize,
+        "crop": pp.resize.map(|_| [pp.size.0, pp.size.1]),
+        "interpolation": pp.interpolation.name(),
         "grayscale": pp.grayscale || pp.channels == 1,
         "mean": pp.mean,
         "std": pp.std,

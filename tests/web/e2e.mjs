@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // End-to-end test of the web page in headless Chromium: load the page, wait for the model,
-// choose an image, wait for the heatmap, optionally explain another class, and write what the
-// page computed and downloaded to a JSON file.
+// choose an image, wait for the heatmap, optionally explain another class (picked from the
+// class list, after typing --search TEXT into its search box), and write what the page
+// computed, showed (the top 5 as listed) and downloaded to a JSON file.
 //
 //   node tests/web/e2e.mjs --url URL --image PATH --out RESULT.json --screenshot SHOT.png \
-//       [--chromium /usr/bin/chromium] [--second-target K]
+//       [--chromium /usr/bin/chromium] [--second-target K [--search TEXT]]
 //
 // playwright-core comes from web/node_modules (cd web && npm ci). Exits 1 with a message
 // on any failure (page error state, timeout, console errors, requests after the image).
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     screenshot: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
     'second-target': { type: 'string' },
+    search: { type: 'string' },
   },
 });
 for (const name of ['url', 'image', 'out', 'screenshot']) {
@@ -36,7 +38,7 @@ if (secondTarget !== null && !Number.isInteger(secondTarget)) usage('--second-ta
 
 function usage(message) {
   console.error(`e2e: ${message}
-usage: node tests/web/e2e.mjs --url URL --image PATH --out RESULT.json --screenshot SHOT.png [--chromium PATH] [--second-target K]`);
+usage: node tests/web/e2e.mjs --url URL --image PATH --out RESULT.json --screenshot SHOT.png [--chromium PATH] [--second-target K [--search TEXT]]`);
   process.exit(2);
 }
 
@@ -76,6 +78,13 @@ async function runAndRead(page, action, what) {
   await waitForState(page, ['done'], what);
   const result = await page.evaluate(() => window.rapResult);
   if (!result) throw new Error(`the page finished ${what} without setting window.rapResult`);
+  // What a reader sees: the top 5 as the page lists them.
+  result.shownTop5 = await page.$$eval('#top5 li', (items) =>
+    items.map((li) => ({
+      label: li.querySelector('.name')?.textContent ?? '',
+      percent: li.querySelector('.pct')?.textContent ?? '',
+    })),
+  );
   return result;
 }
 
@@ -132,6 +141,14 @@ async function main() {
     await page.screenshot({ path: args.screenshot, fullPage: true });
 
     if (secondTarget !== null) {
+      if (args.search !== undefined) {
+        await page.fill('#class-search', args.search);
+        const listed = await page.$$eval('#target option', (options) => options.map((o) => o.value));
+        if (!listed.includes(String(secondTarget))) {
+          throw new Error(`searching '${args.search}' does not list class ${secondTarget} (lists ${listed.join(', ')})`);
+        }
+        report.search_listed = listed.length;
+      }
       report.second = await runAndRead(
         page,
         () => page.selectOption('#target', String(secondTarget)),

@@ -1,6 +1,9 @@
 // Runs model_rap.onnx (compiled by `onnx-rap compile --target-input --colormap`) on an image
-// the user picks, entirely in the browser, and shows its RAP heatmap. model.json beside the
-// page says how to preprocess the image, exactly as the `onnx-rap explain` command does.
+// the user picks, entirely in the browser, and shows the crop the model saw, its RAP heatmap,
+// the top 5 classes and a searchable class picker. model.json beside the page says how to
+// preprocess the image as `onnx-rap explain` does (plain resize, or shorter-side resize and
+// centre crop); the resampling is the browser canvas's, close to but not bit-equal with the
+// Rust bicubic.
 import * as ort from 'onnxruntime-web/wasm';
 
 const WASM_FILE = 'ort-wasm-simd-threaded.wasm';
@@ -16,10 +19,15 @@ const ui = {
   file: el('file'),
   drop: el('drop'),
   target: el('target'),
+  search: el('class-search'),
+  classCount: el('class-count'),
   status: el('status'),
+  modelName: el('model-name'),
   input: el('input-canvas'),
+  inputCaption: el('input-caption'),
   heatmap: el('heatmap-canvas'),
-  prediction: el('prediction'),
+  top5: el('top5'),
+  explained: el('explained'),
   relevanceSum: el('relevance-sum'),
   runMs: el('run-ms'),
 };
@@ -27,6 +35,8 @@ const ui = {
 let cfg = null; // model.json
 let session = null;
 let inputData = null; // the preprocessed image (Float32Array), kept for re-runs
+let cropRgb = null; // the crop the model saw, 8-bit RGB, for the test
+let classes = 0; // number of classes, once known
 let queue = Promise.resolve(); // runs one at a time, in order
 let firstHeatmapMarked = false;
 
@@ -46,7 +56,13 @@ async function fetchOk(url) {
   return response;
 }
 
-/** Check model.json and fill in the defaults `onnx-rap explain` uses. */
+const isPair = (v) => Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && x > 0);
+
+/**
+ * Check model.json and fill in the defaults `onnx-rap explain` uses. Two forms of
+ * preprocessing: a plain resize to `size` ([height, width]), or the photo form: the shorter
+ * side resized to `resize`, then the centre crop `crop` (= size).
+ */
 function readConfig(json) {
   const c = {
     input: 'input',
@@ -57,13 +73,20 @@ function readConfig(json) {
     layout: 'nchw',
     channels: 1,
     grayscale: false,
+    resize: null,
+    crop: null,
+    interpolation: 'bilinear',
     mean: [],
     std: [],
     ...json,
   };
-  const size = c.size;
-  if (!Array.isArray(size) || size.length !== 2 || !size.every((v) => Number.isInteger(v) && v > 0)) {
-    throw new Error('model.json: "size" must be [height, width]');
+  if (!isPair(c.size) && isPair(c.crop)) c.size = c.crop;
+  if (!isPair(c.size)) throw new Error('model.json: "size" must be [height, width]');
+  if (c.resize !== null && !(Number.isInteger(c.resize) && c.resize > 0)) {
+    throw new Error('model.json: "resize" must be a positive integer (the shorter side) or null');
+  }
+  if (c.resize !== null && c.crop !== null && !(isPair(c.crop) && c.crop.every((v, i) => v === c.size[i]))) {
+    throw new Error('model.json: "crop" must equal "size", the model input [height, width]');
   }
   if (c.channels !== 1 && c.channels !== 3) throw new Error('model.json: "channels" must be 1 or 3');
   if (c.layout !== 'nchw' && c.layout !== 'nhwc') throw new Error('model.json: "layout" must be nchw or nhwc');
@@ -77,6 +100,8 @@ function pick(values, k, fallback) {
   if (values.length === 1) return values[0];
   return k < values.length ? values[k] : fallback;
 }
+
+const label = (k) => cfg.labels[k] ?? String(k);
 
 async function loadModel() {
   try {
@@ -99,7 +124,29 @@ async function loadModel() {
     );
     return;
   }
+  const [h, w] = cfg.size;
+  ui.modelName.textContent = cfg.model ? `Model: ${cfg.model}.` : '';
+  ui.inputCaption.textContent =
+    cfg.resize !== null
+      ? `What the model sees: shorter side resized to ${cfg.resize}, centre crop ${w}x${h}`
+      : `What the model sees: resized to ${w}x${h}${cfg.grayscale || cfg.channels === 1 ? ', gray' : ''}`;
+  sizeCanvas(ui.input, w, h);
+  sizeCanvas(ui.heatmap, w, h);
+  if (cfg.labels.length > 0) setClasses(cfg.labels.length);
   setState('ready', 'Model loaded. Choose or drop an image.');
+}
+
+/**
+ * Show a w x h canvas at least 224 pixels on its short side, enlarged by a whole factor
+ * (pixels replicated), as `explain` enlarges its pictures.
+ */
+function sizeCanvas(canvas, w, h) {
+  canvas.width = w;
+  canvas.height = h;
+  const k = Math.max(1, Math.ceil(224 / Math.max(1, Math.min(w, h))));
+  canvas.style.width = `${w * k}px`;
+  canvas.style.height = `${h * k}px`;
+  canvas.classList.toggle('pixelated', k > 1);
 }
 
 /** Decode without colour management or premultiplication, so pixels keep their file values. */
@@ -112,10 +159,59 @@ async function decode(file) {
   }
 }
 
-/** Rec.709 luma of 8-bit RGB, as the Rust image crate computes it (integer division). */
-const luma = (r, g, b) => Math.floor((2126 * r + 7152 * g + 722 * b) / 10000);
+/** PIL's "L" (ITU-R 601-2 luma) of 8-bit RGB, as `onnx-rap explain` converts colour to gray. */
+const luma = (r, g, b) => (19595 * r + 38470 * g + 7471 * b + 0x8000) >>> 16;
 
-/** The model input: resize, grayscale if asked, (p / 255 - mean) / std, in float32. */
+/**
+ * (width, height) after resizing w x h so that the shorter side is s: the long side is
+ * floor(s * long / short), as src/image.rs `shorter_side` computes it.
+ */
+function shorterSide(w, h, s) {
+  const scale = (long, short) => Math.floor((s * long) / short);
+  return w <= h ? [s, scale(h, w)] : [scale(w, h), s];
+}
+
+/** Offset of a centre crop of `crop` out of `full`: (full - crop) / 2 rounded half to even. */
+function centreOffset(full, crop) {
+  const d = Math.max(0, full - crop);
+  const half = Math.floor(d / 2);
+  return d % 2 === 1 && half % 2 === 1 ? half + 1 : half;
+}
+
+/**
+ * Draw the image as the model sees it onto the input canvas: a plain resize to cfg.size, or
+ * the shorter side resized to cfg.resize and the centre crop. The browser's canvas resamples
+ * (imageSmoothingQuality "high"): close to, not bit-equal with, the Rust bicubic of `explain`.
+ */
+function fit(bitmap) {
+  const [h, w] = cfg.size;
+  const ctx = ui.input.getContext('2d', { willReadFrequently: true });
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = 'high';
+  ctx.clearRect(0, 0, w, h);
+  if (cfg.resize === null) {
+    ctx.drawImage(bitmap, 0, 0, w, h); // no scaling when the image already has the model's size
+    return ctx.getImageData(0, 0, w, h).data;
+  }
+  const [nw, nh] = shorterSide(bitmap.width, bitmap.height, cfg.resize);
+  if (nh < h || nw < w) {
+    throw new Error(
+      `resized to ${nw}x${nh} (shorter side ${cfg.resize}), the image is smaller than the crop ${w}x${h}`,
+    );
+  }
+  const full = document.createElement('canvas');
+  full.width = nw;
+  full.height = nh;
+  const fctx = full.getContext('2d', { willReadFrequently: true });
+  fctx.imageSmoothingEnabled = true;
+  fctx.imageSmoothingQuality = 'high';
+  fctx.drawImage(bitmap, 0, 0, nw, nh);
+  const crop = fctx.getImageData(centreOffset(nw, w), centreOffset(nh, h), w, h);
+  ctx.putImageData(crop, 0, 0);
+  return crop.data;
+}
+
+/** The model input: grayscale if asked, (p / 255 - mean) / std, in float32; the RGB crop. */
 function preprocess(rgba) {
   const [h, w] = cfg.size;
   const c = cfg.channels;
@@ -123,18 +219,20 @@ function preprocess(rgba) {
   const mean = Array.from({ length: c }, (_, k) => Math.fround(pick(cfg.mean, k, 0)));
   const std = Array.from({ length: c }, (_, k) => Math.fround(pick(cfg.std, k, 1)));
   const data = new Float32Array(c * n);
+  const rgb = new Uint8Array(3 * n);
   const nchw = cfg.layout === 'nchw';
   for (let i = 0; i < n; i++) {
     const r = rgba[4 * i];
     const g = rgba[4 * i + 1];
     const b = rgba[4 * i + 2];
+    const px = c === 1 ? [luma(r, g, b)] : [r, g, b];
     for (let k = 0; k < c; k++) {
-      const p = c === 1 ? luma(r, g, b) : [r, g, b][k];
-      const v = Math.fround(Math.fround(p / 255) - mean[k]) / std[k];
+      const v = Math.fround(Math.fround(px[k] / 255) - mean[k]) / std[k];
       data[nchw ? k * n + i : i * c + k] = v;
     }
+    for (let k = 0; k < 3; k++) rgb[3 * i + k] = px[c === 1 ? 0 : k];
   }
-  return data;
+  return { data, rgb };
 }
 
 async function useFile(file) {
@@ -150,20 +248,32 @@ async function useFile(file) {
     setState('error', `${file.name} is not an image this browser can read (PNG or JPEG).`);
     return;
   }
-  const [h, w] = cfg.size;
-  ui.input.width = w;
-  ui.input.height = h;
-  const ctx = ui.input.getContext('2d', { willReadFrequently: true });
-  ctx.clearRect(0, 0, w, h);
-  ctx.drawImage(bitmap, 0, 0, w, h); // no scaling when the image already has the model's size
-  bitmap.close();
-  inputData = preprocess(ctx.getImageData(0, 0, w, h).data);
+  let rgba;
+  try {
+    rgba = fit(bitmap);
+  } catch (e) {
+    setState('error', `${file.name}: ${e.message}`);
+    return;
+  } finally {
+    bitmap.close();
+  }
+  const { data, rgb } = preprocess(rgba);
+  inputData = data;
+  cropRgb = rgb;
+  if (cfg.channels === 1) drawRgb(rgb, cfg.size[0], cfg.size[1], ui.input); // show the gray the model saw
   enqueue(-1);
 }
 
 function enqueue(target) {
   queue = queue.then(() => explain(target));
   return queue;
+}
+
+function softmax(logits) {
+  const m = Math.max(...logits);
+  const e = logits.map((v) => Math.exp(v - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
 }
 
 /** Run the model on the current image; target < 0 explains the predicted class. */
@@ -190,21 +300,24 @@ async function explain(target) {
   const heatmap = out[cfg.heatmap];
   const rgb = out[cfg.heatmap_rgb];
   const [, hh, hw] = heatmap.dims;
-  const predicted = logits.indexOf(Math.max(...logits));
+  const probs = softmax(logits);
+  const order = logits.map((_, k) => k).sort((a, b) => logits[b] - logits[a] || a - b);
+  const predicted = order[0];
   const explained = target < 0 ? predicted : target;
   const relevanceSum = heatmap.data.reduce((s, v) => s + v, 0);
+  const top5 = order.slice(0, 5).map((k) => ({ class: k, label: label(k), probability: probs[k] }));
 
-  fillTargets(logits.length);
-  drawRgb(rgb.data, hh, hw);
+  if (classes === 0) setClasses(logits.length);
+  drawRgb(rgb.data, hh, hw, ui.heatmap);
   if (!firstHeatmapMarked) {
     performance.mark('rap-first-heatmap');
     firstHeatmapMarked = true;
   }
-  const label = (k) => cfg.labels[k] ?? String(k);
-  ui.prediction.textContent =
-    `Predicted: ${label(predicted)} (class ${predicted}, logit ${logits[predicted].toFixed(3)})`;
-  ui.target.value = String(explained);
-  ui.target.disabled = false;
+  showTop5(top5, explained);
+  ui.explained.textContent =
+    `Explained: ${label(explained)} (class ${explained}${explained === predicted ? ', the prediction' : ''}), ` +
+    `logit ${logits[explained].toFixed(3)}, probability ${percent(probs[explained])}`;
+  selectClass(explained);
   ui.relevanceSum.textContent =
     `${relevanceSum.toFixed(3)} (logit of ${label(explained)}: ${logits[explained].toFixed(3)})`;
   ui.runMs.textContent = `${runMs.toFixed(1)} ms`;
@@ -213,19 +326,58 @@ async function explain(target) {
     predicted,
     target: explained,
     logits,
+    top5,
     heatmap: Array.from(heatmap.data),
     heatmapRgb: Array.from(rgb.data),
     height: hh,
     width: hw,
     relevanceSum,
     runMs,
+    // What the model was fed, for the test: the input tensor and the crop it came from.
+    input: Array.from(inputData),
+    inputDims: dims,
+    crop: Array.from(cropRgb),
   };
   setState('done', `Explained class ${label(explained)}.`);
 }
 
-function drawRgb(rgb, h, w) {
-  ui.heatmap.width = w;
-  ui.heatmap.height = h;
+/** A probability as a percentage: 40.8%, 0.012%, <0.001%. */
+const percent = (p) => {
+  if (p >= 0.001) return `${(100 * p).toFixed(1)}%`;
+  return p >= 0.00001 ? `${(100 * p).toFixed(3)}%` : '<0.001%';
+};
+
+/** The five most probable classes; clicking one explains it. */
+function showTop5(top5, explained) {
+  ui.top5.replaceChildren(
+    ...top5.map(({ class: k, probability }) => {
+      const li = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'class';
+      button.dataset.class = String(k);
+      button.title = `Explain ${label(k)}`;
+      if (k === explained) button.classList.add('explained');
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = label(k);
+      const pct = document.createElement('span');
+      pct.className = 'pct';
+      pct.textContent = percent(probability);
+      const bar = document.createElement('span');
+      bar.className = 'bar';
+      bar.style.width = `${(100 * probability).toFixed(1)}%`;
+      button.append(name, pct, bar);
+      button.addEventListener('click', () => enqueue(k));
+      li.append(button);
+      return li;
+    }),
+  );
+}
+
+function drawRgb(rgb, h, w, canvas) {
+  canvas.width = w;
+  canvas.height = h;
   const image = new ImageData(w, h);
   for (let i = 0; i < w * h; i++) {
     image.data[4 * i] = rgb[3 * i];
@@ -233,17 +385,55 @@ function drawRgb(rgb, h, w) {
     image.data[4 * i + 2] = rgb[3 * i + 2];
     image.data[4 * i + 3] = 255;
   }
-  ui.heatmap.getContext('2d').putImageData(image, 0, 0);
+  canvas.getContext('2d').putImageData(image, 0, 0);
 }
 
-/** One option per class; labels from model.json, else the class numbers. */
-function fillTargets(classes) {
-  if (ui.target.options.length > 0) return;
-  for (let k = 0; k < classes; k++) ui.target.add(new Option(cfg.labels[k] ?? String(k), String(k)));
+/** The class picker: every class, labels from model.json, else the class numbers. */
+function setClasses(n) {
+  classes = n;
+  ui.search.disabled = false;
+  ui.target.disabled = false;
+  filterClasses();
+}
+
+/** Show the classes whose name or number contains the search text. */
+function filterClasses() {
+  const query = ui.search.value.trim().toLowerCase();
+  const selected = ui.target.value;
+  const options = [];
+  for (let k = 0; k < classes; k++) {
+    const name = label(k);
+    if (query && !name.toLowerCase().includes(query) && String(k) !== query) continue;
+    options.push(new Option(name === String(k) ? name : `${name} (${k})`, String(k)));
+  }
+  ui.target.replaceChildren(...options);
+  if (options.some((o) => o.value === selected)) ui.target.value = selected;
+  ui.classCount.textContent = query
+    ? `${options.length} of ${classes} classes match`
+    : `${classes} classes`;
+}
+
+/** Select class k in the picker, clearing a search that hides it. */
+function selectClass(k) {
+  if (![...ui.target.options].some((o) => o.value === String(k))) {
+    ui.search.value = '';
+    filterClasses();
+  }
+  ui.target.value = String(k);
 }
 
 ui.file.addEventListener('change', () => useFile(ui.file.files[0]));
-ui.target.addEventListener('change', () => enqueue(Number(ui.target.value)));
+ui.target.addEventListener('change', () => {
+  if (ui.target.value !== '') enqueue(Number(ui.target.value));
+});
+ui.search.addEventListener('input', filterClasses);
+ui.search.addEventListener('keydown', (e) => {
+  // Enter explains the first match.
+  if (e.key === 'Enter' && ui.target.options.length > 0) {
+    ui.target.value = ui.target.options[0].value;
+    enqueue(Number(ui.target.value));
+  }
+});
 
 // Dropping a file anywhere must not navigate away from the page.
 for (const type of ['dragover', 'drop']) window.addEventListener(type, (e) => e.preventDefault());
