@@ -761,7 +761,8 @@ fn shift(cx: &mut Cx, lin: &Lin, c: &str, r: &str, tag: &str) -> Result<String> 
     let kept = cx.e.mul(&delta, &has, &format!("{tag}.pos.taken"))?;
     let left = cx.e.sub(&delta, &kept, &format!("{tag}.pos.left"))?;
     let left = sum(cx, &left, "left")?;
-    let n_all = sum(cx, &nz, "count")?;
+    // The sample's count from the per-position counts (a reduction of a plane, not of C).
+    let n_all = sum(cx, &n, "count")?;
     let per_all = cx.e.sd(&left, &n_all, &format!("{tag}.per_all"))?;
     let per = cx.e.add(&per, &per_all, &format!("{tag}.per"))?;
     let take = cx.e.mul(&per, &nz, &format!("{tag}.take"))?;
