@@ -113,12 +113,16 @@ pub fn fold_constants(model: &ModelProto) -> Result<ModelProto> {
         })
         .collect();
     let bytes = crate::onnx::encode(&sub);
-    let values = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .and_then(|m| m.into_typed())
-        .and_then(|m| m.into_runnable())
-        .and_then(|p| p.run(tvec![]))
-        .map_err(|e| runtime_err!("folding the constant weights failed: {e:#}"))?;
+    let budget = crate::guard::Budget::for_file(crate::onnx::encode(model).len());
+    crate::guard::check_model(&sub, "the model", budget)?;
+    let values = crate::guard::in_tract("the model", "constant folding", || {
+        tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_runnable())
+            .and_then(|p| p.run(tvec![]))
+    })?
+    .map_err(|e| runtime_err!("folding the constant weights failed: {e:#}"))?;
     let mut folded = Vec::new();
     for (name, v) in needed.iter().zip(values.iter()) {
         match to_proto(name, v) {

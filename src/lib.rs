@@ -10,8 +10,10 @@ pub mod onnx;
 
 pub use error::{Error, Result};
 pub mod analysis;
+pub mod canon;
 pub mod cli;
 pub mod fold;
+pub mod guard;
 pub mod heatmap;
 pub mod image;
 pub mod metrics;

@@ -140,7 +140,8 @@ enum Command {
     /// Compile MODEL into a model that also outputs its RAP relevance
     ///
     /// The output keeps every original input and output and adds `relevance` (shape of the
-    /// input) and, for image inputs [N,C,H,W], `heatmap` ([N,H,W], summed over channels).
+    /// input) and, for image inputs [N,C,H,W] or [N,H,W,C], `heatmap` ([N,H,W], summed over
+    /// channels).
     /// The explained class is the argmax of the logits unless --target-input adds an int64 [N]
     /// input `rap_target`. A Softmax at the output is skipped: its logits are explained.
     ///
@@ -185,6 +186,10 @@ enum Command {
         /// relevance the rule received and what it handed on), to find where conservation breaks
         #[arg(long)]
         layer_sums: bool,
+        /// Layout of an image input; `heatmap` sums its channel axis [default: metadata, else
+        /// detected: a Transpose to NCHW right after the input, or a trailing 1 or 3]
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
     },
     /// Serve the browser page that explains images with onnxruntime-web, offline
     ///
@@ -196,7 +201,7 @@ enum Command {
     /// Example: onnx-rap serve --port 8000   (then open http://127.0.0.1:8000/)
     Serve {
         /// The model the page explains (.onnx)
-        #[arg(default_value = "models/digits_vgg.onnx")]
+        #[arg(default_value = "models/efficientnet_lite0.onnx")]
         model: PathBuf,
         /// The built page
         #[arg(long, default_value = "web/dist")]
@@ -668,6 +673,7 @@ fn run(cli: Cli) -> Result<()> {
             exact,
             colormap,
             layer_sums,
+            layout,
         } => {
             let opts = Options {
                 method: method(method_arg),
@@ -679,6 +685,10 @@ fn run(cli: Cli) -> Result<()> {
                 output: explain_output,
                 tuning: Tuning::exact_if(exact),
                 layer_sums,
+                layout: layout.map(|l| match l {
+                    LayoutArg::Nchw => Layout::Nchw,
+                    LayoutArg::Nhwc => Layout::Nhwc,
+                }),
             };
             let save = SaveOptions {
                 external_above: external_data_above,

@@ -4,6 +4,7 @@ use ndarray::ArrayD;
 use tract_onnx::prelude::*;
 
 use crate::error::Result;
+use crate::guard::in_tract;
 use crate::runtime_err;
 
 /// One input value.
@@ -45,19 +46,23 @@ impl Plan {
         if let Some(g) = folded.graph.as_mut() {
             g.value_info.clear();
         }
-        let folded = crate::onnx::encode(&folded);
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut &folded[..])
-            .map_err(|e| runtime_err!("tract cannot load the model: {e:#}"))?;
-        for (i, v) in inputs.iter().enumerate() {
-            model = model
-                .with_input_fact(i, v.fact())
-                .map_err(|e| runtime_err!("tract rejects input {i}: {e:#}"))?;
-        }
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| runtime_err!("tract cannot optimise the model: {e:#}"))?;
+        let folded_bytes = crate::onnx::encode(&folded);
+        let budget = crate::guard::Budget::for_file(folded_bytes.len().max(bytes.len()));
+        crate::guard::check_model(&folded, "the model", budget)?;
+        let plan = in_tract("the model", "planning", || -> Result<_> {
+            let mut model = tract_onnx::onnx()
+                .model_for_read(&mut &folded_bytes[..])
+                .map_err(|e| runtime_err!("tract cannot load the model: {e:#}"))?;
+            for (i, v) in inputs.iter().enumerate() {
+                model = model
+                    .with_input_fact(i, v.fact())
+                    .map_err(|e| runtime_err!("tract rejects input {i}: {e:#}"))?;
+            }
+            model
+                .into_optimized()
+                .and_then(|m| m.into_runnable())
+                .map_err(|e| runtime_err!("tract cannot optimise the model: {e:#}"))
+        })??;
         Ok(Plan {
             plan,
             outputs: output_names,
@@ -67,9 +72,7 @@ impl Plan {
     /// Run; returns every output converted to f32, with its name.
     pub fn run(&self, inputs: &[Value]) -> Result<Vec<(String, ArrayD<f32>)>> {
         let tv: TVec<TValue> = inputs.iter().map(|v| v.tensor().into()).collect();
-        let outs = self
-            .plan
-            .run(tv)
+        let outs = in_tract("the model", "run", || self.plan.run(tv))?
             .map_err(|e| runtime_err!("tract failed to run the model: {e:#}"))?;
         let mut res = Vec::new();
         for (i, o) in outs.into_iter().enumerate() {

@@ -74,7 +74,9 @@ fn eval_equals_the_numpy_reference() {
     let csv = std::fs::read_to_string(out.join("curves.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 18, "header + 17 steps");
-    assert!(lines[0].starts_with("step,fraction_perturbed,rap_morf,rap_lerf,lrp_morf"));
+    assert!(lines[0].starts_with(
+        "step,fraction_perturbed,rap_morf,rap_lerf,rap-official_morf,rap-official_lerf,lrp_morf"
+    ));
     let png = image::open(out.join("curves.png")).unwrap();
     assert!(png.width() > 500);
 }

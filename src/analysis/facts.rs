@@ -8,6 +8,7 @@ use tract_onnx::tract_hir::infer::{Factoid, InferenceModelExt};
 
 use crate::bad_input;
 use crate::error::Result;
+use crate::guard::{in_tract, Budget};
 use crate::onnx::proto::ModelProto;
 
 /// One dimension: a number, or a symbol such as the batch size.
@@ -67,6 +68,22 @@ pub struct Facts {
     /// explains one sample per run. The shapes are then those of a batch of 1, every axis
     /// known, and a per-sample reduction covers every axis.
     pub single_sample: bool,
+    /// The most elements a compile-time tensor built from this model's dimensions may hold.
+    pub budget: Budget,
+    /// Why tract's shape inference stopped early, if it did (shapes past that point are
+    /// unknown).
+    pub analysis_error: Option<String>,
+}
+
+impl Facts {
+    /// `" (tract's shape inference stopped: ...)"` where it stopped early, else empty: the
+    /// reason a shape is unknown, for error messages.
+    pub fn why_unknown(&self) -> String {
+        self.analysis_error
+            .as_ref()
+            .map(|e| format!(" (tract's shape inference stopped: {e})"))
+            .unwrap_or_default()
+    }
 }
 
 impl std::ops::Deref for Facts {
@@ -116,9 +133,19 @@ fn onnx_dtype(dt: DatumType) -> Option<i32> {
     })
 }
 
-/// Run tract's type and shape inference on a (self-contained) model.
+/// Run tract's type and shape inference on a (self-contained) model. The model is checked
+/// first ([`crate::guard::check_model`]) and tract runs under `catch_unwind`: a malformed
+/// model is an input error, never a panic.
 pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     let bytes = crate::onnx::encode(model);
+    let budget = Budget::for_file(bytes.len());
+    crate::guard::check_model(model, origin, budget)?;
+    let mut facts = in_tract(origin, "shape inference", || tract_facts(&bytes, origin))??;
+    facts.budget = budget;
+    Ok(facts)
+}
+
+fn tract_facts(bytes: &[u8], origin: &str) -> Result<Facts> {
     let onnx = tract_onnx::onnx();
     let proto = onnx
         .proto_model_for_read(&mut &bytes[..])
@@ -127,9 +154,15 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
         .parse(&proto, None)
         .map_err(|e| bad_input!("{origin}: tract cannot load the model: {e:#}"))?;
     let mut m = parsed.model;
-    // Analysis may stop early on ops tract does not know; what it found is still useful.
-    let _ = m.analyse(false);
+    // Analysis may stop early on ops tract does not know; what it found is still useful,
+    // and why it stopped explains the shapes it could not find.
+    let stopped = m.analyse(false).err().map(|e| {
+        let msg = format!("{e:#}");
+        let line = msg.lines().next().unwrap_or("").to_string();
+        line.chars().take(300).collect::<String>()
+    });
     let mut facts = collect(&m, &parsed.outlets_by_name);
+    facts.analysis_error = stopped.clone();
     let leading = leading_dims(&m);
     let batch_syms: Vec<String> = leading
         .iter()
@@ -177,6 +210,7 @@ pub fn infer_facts(model: &ModelProto, origin: &str) -> Result<Facts> {
     if !batch_leads {
         let mut one = one;
         one.single_sample = true;
+        one.analysis_error = stopped;
         return Ok(one);
     }
     for (name, f1) in one.by_name {

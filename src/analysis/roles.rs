@@ -79,7 +79,7 @@ pub fn find_roles(
         (None, many) => {
             return Err(bad_input!(
                 "{origin}: the model has {} outputs ({}); choose the one to explain with \
-                 --output NAME",
+                 --explain-output NAME",
                 many.len(),
                 many.join(", ")
             ))
@@ -107,8 +107,14 @@ pub fn find_roles(
                 })
                 .unwrap_or_else(|| "unknown".into());
             return Err(bad_input!(
-                "{origin}: the explained output '{logits}' has shape {shown}; onnx-rap explains \
-                 classifiers whose output is a [batch, classes] tensor of logits (or [batch, classes, 1, 1])"
+                "{origin}: the explained output '{logits}' has shape {shown}{}; onnx-rap \
+                 explains classifiers whose output is a [batch, classes] tensor of logits (or \
+                 [batch, classes, 1, 1])",
+                if other.is_none() {
+                    facts.why_unknown()
+                } else {
+                    String::new()
+                }
             ));
         }
     };

@@ -314,7 +314,9 @@ pub fn image_preprocess(
         None => PartialPreprocess::default(),
     };
     let pp = flags.or(meta);
-    let layout = pp.layout.unwrap_or(Layout::Nchw);
+    let layout = pp
+        .layout
+        .unwrap_or_else(|| crate::analysis::single_input_layout(model, sample));
     if sample.len() != 3 {
         return Ok(None);
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::ir::Node;
+use crate::ir::{Model, Node};
 use crate::onnx::proto::{type_proto, ValueInfoProto};
 use crate::onnx::tensor::{dtype_name, numel};
 use crate::rules::rule_for;
@@ -36,18 +36,26 @@ fn describe(vi: &ValueInfoProto) -> (String, Vec<Value>) {
 /// The `inspect` report as JSON (also the source of the text form).
 pub fn report(path: &Path) -> Result<Value> {
     let model = super::load_model(path)?;
+    Ok(report_model(&model, &path.display().to_string()))
+}
+
+/// The report of a model already loaded; `file` is what the report calls it.
+pub fn report_model(model: &Model, file: &str) -> Value {
     let g = &model.graph;
     let mut ops: BTreeMap<String, (usize, bool)> = BTreeMap::new();
     let mut params: u64 = 0;
     for ix in g.g.node_indices() {
         match &g.g[ix] {
             Node::Op(n) => {
-                let e = ops
-                    .entry(n.op_type().to_string())
-                    .or_insert((0, rule_for(n).is_some()));
+                // Ops of other domains are named with it (`com.microsoft:Gelu`).
+                let op = match n.domain() {
+                    "" | "ai.onnx" => n.op_type().to_string(),
+                    d => format!("{d}:{}", n.op_type()),
+                };
+                let e = ops.entry(op).or_insert((0, rule_for(n).is_some()));
                 e.0 += 1;
             }
-            Node::Init(t) => params += numel(t),
+            Node::Init(t) => params = params.saturating_add(numel(t)),
             Node::Input(_) => {}
         }
     }
@@ -76,8 +84,8 @@ pub fn report(path: &Path) -> Result<Value> {
         .filter(|(_, (_, ok))| !ok)
         .map(|(k, _)| k)
         .collect();
-    Ok(json!({
-        "file": path.display().to_string(),
+    json!({
+        "file": file,
         "ir_version": model.rest.ir_version(),
         "opset_import": opsets,
         "producer": format!("{} {}", model.rest.producer_name(), model.rest.producer_version()).trim().to_string(),
@@ -88,7 +96,7 @@ pub fn report(path: &Path) -> Result<Value> {
         "ops": ops.iter().map(|(k, (n, ok))| json!({"op_type": k, "count": n, "rule": ok})).collect::<Vec<_>>(),
         "explainable": unsupported.is_empty(),
         "ops_without_rule": unsupported,
-    }))
+    })
 }
 
 /// The text form of the report.
@@ -156,7 +164,11 @@ pub fn render(r: &Value) -> String {
             .flatten()
             .filter_map(|v| v.as_str())
             .collect();
-        s += &format!("no relevance rule yet for: {}\n", missing.join(", "));
+        s += &format!(
+            "no relevance rule yet for: {} (needed only where relevance flows through them, \
+             between the input and the logits: `onnx-rap compile` says)\n",
+            missing.join(", ")
+        );
     }
     s
 }

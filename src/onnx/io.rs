@@ -52,9 +52,18 @@ pub fn decode_file(path: &Path) -> Result<ModelProto> {
 
 /// Read a model and every external data file it names, so that all tensors hold their data.
 pub fn load(path: &Path) -> Result<ModelProto> {
-    let mut model = decode_file(path)?;
+    let bytes = fs::read(path)
+        .map_err(|e| bad_input!("{}: cannot read the model file: {e}", path.display()))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let origin = path.display().to_string();
+    load_bytes(&bytes, &dir, &path.display().to_string())
+}
+
+/// [`load`] for the bytes of a model file that lives in `dir` (its external data files are
+/// read from there); `origin` names it in errors.
+pub fn load_bytes(bytes: &[u8], dir: &Path, origin: &str) -> Result<ModelProto> {
+    let mut model = decode(bytes, origin)?;
+    let dir = dir.to_path_buf();
+    let origin = origin.to_string();
     if let Some(graph) = model.graph.as_mut() {
         for t in graph.initializer.iter_mut() {
             resolve_external(t, &dir, &origin)?;

@@ -11,4 +11,4 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-pub use io::{decode, decode_file, encode, load, save, SaveOptions};
+pub use io::{decode, decode_file, encode, load, load_bytes, save, SaveOptions};

@@ -25,7 +25,9 @@ fn shape_of(t: &TensorProto) -> Result<Vec<usize>> {
 
 /// Number of elements a tensor declares.
 pub fn numel(t: &TensorProto) -> u64 {
-    t.dims.iter().map(|&d| d.max(0) as u64).product()
+    t.dims
+        .iter()
+        .fold(1u64, |n, &d| n.saturating_mul(d.max(0) as u64))
 }
 
 fn from_raw<T, const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {

@@ -8,10 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::analysis::{find_roles, infer_facts, infer_signs, Dim, Facts};
+use crate::analysis::{
+    channel_axis, find_roles, infer_facts, infer_signs, model_layout, Dim, Facts,
+};
 use crate::bad_input;
 use crate::error::Result;
 use crate::heatmap;
+use crate::image::Layout;
 use crate::ir::{self, Model, Node};
 use crate::onnx::attr::make_int;
 use crate::onnx::proto::{
@@ -48,6 +51,9 @@ pub struct Options {
     /// Add one output per rule application, `layer_sum:NODE` float `[N, 2]`: per sample the
     /// relevance the rule received and the relevance it handed to its inputs.
     pub layer_sums: bool,
+    /// The layout of an image input, whose channel axis `heatmap` sums over; None: the
+    /// model's metadata, else detected ([`crate::analysis::model_layout`]).
+    pub layout: Option<Layout>,
 }
 
 impl Default for Options {
@@ -62,6 +68,7 @@ impl Default for Options {
             output: None,
             tuning: Tuning::default(),
             layer_sums: false,
+            layout: None,
         }
     }
 }
@@ -86,7 +93,10 @@ pub fn compile_with_facts(
              (convert it with onnx.version_converter)"
         ));
     }
-    let graph = &model.graph;
+    // The rules analyse the canonical form (exporter spellings rewritten, `crate::canon`);
+    // model_rap.onnx keeps the original forward graph.
+    let canon = crate::canon::canonical(model, facts, origin)?;
+    let graph = &canon.as_ref().unwrap_or(model).graph;
     let roles = find_roles(
         graph,
         facts,
@@ -97,7 +107,12 @@ pub fn compile_with_facts(
 
     // Every op relevance flows through needs a rule; report all that miss one at once.
     let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for &ix in &roles.path {
+    let order: Vec<_> = graph
+        .topo_order()?
+        .into_iter()
+        .filter(|ix| roles.path.contains(ix))
+        .collect();
+    for &ix in &order {
         if let Some(node) = graph.g[ix].op() {
             if rule_for(node).is_none() {
                 let op = if node.domain().is_empty() {
@@ -105,20 +120,27 @@ pub fn compile_with_facts(
                 } else {
                     format!("{}:{}", node.domain(), node.op_type())
                 };
-                missing.entry(op).or_default().push(node.name().to_string());
+                let name = if node.name().is_empty() {
+                    format!(
+                        "(output '{}')",
+                        node.output.first().map_or("", |o| o.as_str())
+                    )
+                } else {
+                    node.name().to_string()
+                };
+                missing.entry(op).or_default().push(name);
             }
         }
     }
     if !missing.is_empty() {
-        let list: Vec<String> = missing
-            .iter()
-            .map(|(op, nodes)| format!("{op} (nodes: {})", nodes.join(", ")))
-            .collect();
         return Err(bad_input!(
-            "{origin}: no relevance rule for {} op type(s) between the input and the logits: {}; \
-             nothing was written (see `onnx-rap inspect` for the ops onnx-rap supports)",
+            "{origin}: no relevance rule for {} op type(s) between the input and the logits: \
+             {}; nothing was written. Every op that relevance flows through needs a rule \
+             (`onnx-rap inspect` lists the model's ops and which have one): re-export the \
+             model without these ops (fold constants, e.g. with onnxsim; export in float32), \
+             or explain another output with --explain-output",
             missing.len(),
-            list.join("; ")
+            missing_list(&missing)
         ));
     }
     let signs = infer_signs(graph)?;
@@ -142,11 +164,6 @@ pub fn compile_with_facts(
             batch_of_one(vi);
         }
     }
-    let order: Vec<_> = graph
-        .topo_order()?
-        .into_iter()
-        .filter(|ix| roles.path.contains(ix))
-        .collect();
     for name in [RELEVANCE, HEATMAP, TARGET, HEATMAP_RGB] {
         if out.graph.is_used(name) {
             return Err(bad_input!(
@@ -297,10 +314,22 @@ pub fn compile_with_facts(
         .get(&roles.input)
         .and_then(|f| f.shape.clone())
         .unwrap_or_default();
-    // Image inputs [N, C, H, W] also get the channel sum.
+    // Image inputs [N, C, H, W] or [N, H, W, C] also get the channel sum, [N, H, W].
+    let layout = opts.layout.unwrap_or_else(|| {
+        let sample: Vec<usize> = input_dims
+            .iter()
+            .skip(1)
+            .map(|d| match d {
+                Dim::Known(v) => *v as usize,
+                Dim::Sym(_) => 0,
+            })
+            .collect();
+        model_layout(model, &roles.input, &sample)
+    });
+    let channel = channel_axis(layout);
     let heat = if input_dims.len() == 4 {
         e.set_prefix("rap.out".into());
-        Some(e.reduce("ReduceSum", &r_in, &[1], false, "heatmap.sum")?)
+        Some(e.reduce("ReduceSum", &r_in, &[channel], false, "heatmap.sum")?)
     } else {
         None
     };
@@ -308,7 +337,8 @@ pub fn compile_with_facts(
         (Some(h), true) => Some(paint(&mut e, h)?),
         (None, true) => {
             return Err(bad_input!(
-                "{origin}: --colormap needs an image input [N, C, H, W]; '{}' has rank {}",
+                "{origin}: --colormap needs an image input [N, C, H, W] or [N, H, W, C]; '{}' \
+                 has rank {}",
                 roles.input,
                 input_dims.len()
             ))
@@ -333,10 +363,14 @@ pub fn compile_with_facts(
     let mut outputs = vec![rel_vi];
     if let Some(h) = heat {
         b.op("Identity", HEATMAP, &[&h], 1, vec![])?;
+        let spatial: Vec<Dim> = (1..4)
+            .filter(|&a| a != channel as usize)
+            .map(|a| input_dims[a].clone())
+            .collect();
         let dims = [
             input_dims[0].clone(),
-            input_dims[2].clone(),
-            input_dims[3].clone(),
+            spatial[0].clone(),
+            spatial[1].clone(),
         ];
         let mut vi = value_info(HEATMAP, 1, &dims);
         vi.doc_string = Some("relevance summed over the channel axis, [N, H, W]".into());
@@ -375,7 +409,47 @@ pub fn compile_with_facts(
         outputs.push(vi);
     }
     out.graph.outputs.extend(outputs);
+    if input_dims.len() == 4 && layout == Layout::Nhwc {
+        state_layout(&mut out, "nhwc");
+    }
     Ok(out)
+}
+
+/// Record the image input's layout in model_rap.onnx's `onnx_rap.preprocess` metadata (added,
+/// or merged into a JSON object without one), so that every consumer (the Python example,
+/// the page) feeds what the model wants; metadata that names a layout stays as it is.
+fn state_layout(model: &mut Model, layout: &str) {
+    const KEY: &str = "onnx_rap.preprocess";
+    let props = &mut model.rest.metadata_props;
+    match props.iter_mut().find(|p| p.key() == KEY) {
+        Some(p) => {
+            if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(p.value()) {
+                if !o.contains_key("layout") {
+                    o.insert("layout".into(), layout.into());
+                    p.value = Some(serde_json::Value::Object(o).to_string());
+                }
+            }
+        }
+        None => props.push(crate::onnx::proto::StringStringEntryProto {
+            key: Some(KEY.into()),
+            value: Some(serde_json::json!({ "layout": layout }).to_string()),
+        }),
+    }
+}
+
+/// `Cast: 309 nodes, e.g. /Cast, /Cast_1, /Cast_2, /Cast_3, /Cast_4, ...; Sin: 1 node (s)`:
+/// per op type its count and at most five nodes, op types in name order.
+fn missing_list(missing: &BTreeMap<String, Vec<String>>) -> String {
+    const SHOWN: usize = 5;
+    missing
+        .iter()
+        .map(|(op, nodes)| match nodes.len() {
+            1 => format!("{op}: 1 node ({})", nodes[0]),
+            n if n <= SHOWN => format!("{op}: {n} nodes ({})", nodes.join(", ")),
+            n => format!("{op}: {n} nodes, e.g. {}, ...", nodes[..SHOWN].join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `[N, 1]`: per sample, the sum of every element of the relevance tensors `rels`
@@ -432,7 +506,10 @@ pub fn signed_layers(
     opts: &Options,
     origin: &str,
 ) -> Result<Vec<String>> {
-    let graph = &model.graph;
+    // The rules analyse the canonical form (exporter spellings rewritten, `crate::canon`);
+    // model_rap.onnx keeps the original forward graph.
+    let canon = crate::canon::canonical(model, facts, origin)?;
+    let graph = &canon.as_ref().unwrap_or(model).graph;
     let roles = find_roles(
         graph,
         facts,

@@ -3,16 +3,59 @@
 
 use std::collections::HashMap;
 
-use super::{first_only, rel0, Cx, Kind, Rule};
+use super::{first_only, rel0, unsupported_use, Cx, Kind, Rule};
 use crate::analysis::{first_input_sign, Sign};
 use crate::error::Result;
 use crate::onnx::proto::NodeProto;
+use crate::onnx::tensor::dtype_name;
 
 pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("Relu", &Relu);
     reg.insert("Identity", &PassThrough);
     reg.insert("Dropout", &PassThrough);
     reg.insert("LogSoftmax", &OutputSoftmax);
+    reg.insert("Cast", &Cast);
+}
+
+/// Cast from float32 to float32 (converters write hundreds of them): values and relevance
+/// pass unchanged. Relevance reaching any other Cast is refused: the relevance graph is
+/// float32, and an activation turned into integers (or another float width) carries no
+/// relevance onnx-rap could hand back.
+struct Cast;
+
+impl Rule for Cast {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let dtype = |t: &str| cx.facts.get(t).and_then(|f| f.dtype);
+        let from = node.input.first().and_then(|t| dtype(t));
+        let to = crate::onnx::attr::int(node, "to")?.map(|v| v as i32);
+        let name = |d: Option<i32>| d.map_or("an unknown type".into(), dtype_name);
+        // An unknown input type is float: the relevance path follows float tensors only.
+        if !matches!(from, Some(1) | None) || to != Some(1) {
+            return Err(unsupported_use(
+                node,
+                &format!(
+                    "it casts an activation from {} to {} on the way from the input to the \
+                     logits; onnx-rap explains float32 models (only float32 -> float32 casts \
+                     pass relevance): export the model in float32",
+                    name(from),
+                    name(to)
+                ),
+            ));
+        }
+        Ok(first_only(r, node.input.len()))
+    }
 }
 
 /// Relu: identity for relevance; its output is non-negative. The gradient is masked by

@@ -33,9 +33,34 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     ] {
         reg.insert(op, &Activation);
     }
+    // A Sigmoid making the model output is a binary classifier's head: explained through
+    // its logit, as a Softmax is.
+    reg.insert("Sigmoid", &SigmoidHead);
     reg.insert("Mul", &Mul);
     reg.insert("Div", &Div);
     reg.insert("Sub", &Sub);
+}
+
+/// Sigmoid: at the model output it is skipped (its input, the logit, is explained); inside
+/// the network it is an activation like the others (relevance passes, the gradient is
+/// `y (1 - y)`), and a gate where it multiplies another tensor.
+struct SigmoidHead;
+
+impl Rule for SigmoidHead {
+    fn kind(&self) -> super::Kind {
+        super::Kind::OutputNormalizer
+    }
+    fn sign(&self, node: &NodeProto, ins: &[Sign]) -> Sign {
+        Activation.sign(node, ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        Activation.backward(cx, node, rel)
+    }
 }
 
 /// Ops whose output in (0, 1) or [0, 1] gates another tensor when multiplied with it.

@@ -143,10 +143,10 @@ impl Rule for Pad {
         let dims = cx.dims(node, x)?;
         let rank = dims.len();
         let mode = attr::string(node, "mode")?.unwrap_or_else(|| "constant".into());
-        if mode != "constant" {
+        if !matches!(mode.as_str(), "constant" | "reflect" | "edge") {
             return Err(unsupported_use(
                 node,
-                &format!("mode '{mode}' (only constant padding is supported)"),
+                &format!("mode '{mode}' (constant, reflect and edge are supported)"),
             ));
         }
         let pads =
@@ -160,17 +160,123 @@ impl Rule for Pad {
             return Err(unsupported_use(node, "negative or malformed pads"));
         }
         let mut begin = vec![0i64; rank];
+        let mut end = vec![0i64; rank];
         for (j, &a) in axes.iter().enumerate() {
             let a = norm_axis(node, a, rank)?;
             if cx.is_batch_axis(a as i64) && (pads[j] != 0 || pads[j + k] != 0) {
                 return Err(unsupported_use(node, "it pads the batch axis"));
             }
             begin[a] = pads[j];
+            end[a] = pads[j + k];
         }
-        // The padded positions hold the pad value, not input: they carry no relevance.
-        let out = crop(cx, &r, &begin, &dims, "in")?;
+        if mode == "constant" {
+            // The padded positions hold the pad value, not input: they carry no relevance.
+            let out = crop(cx, &r, &begin, &dims, "in")?;
+            return Ok(first_only(out, node.input.len()));
+        }
+        // Reflect and edge padding copy input values: each copy's relevance goes back to the
+        // value it copies (the gradient of the padding, and conserving). One axis at a time.
+        let mut padded: Vec<i64> = (0..rank)
+            .map(|a| {
+                if dims[a] < 0 {
+                    dims[a]
+                } else {
+                    dims[a] + begin[a] + end[a]
+                }
+            })
+            .collect();
+        let mut out = r;
+        for a in 0..rank {
+            if begin[a] == 0 && end[a] == 0 {
+                continue;
+            }
+            out = fold_copies(
+                cx,
+                node,
+                &out,
+                &padded,
+                a,
+                (begin[a], end[a]),
+                dims[a],
+                &mode,
+            )?;
+            padded[a] = dims[a];
+        }
         Ok(first_only(out, node.input.len()))
     }
+}
+
+/// Relevance `r` over an axis `a` padded by `(b, e)` around `d` input positions (`shape`: the
+/// current shape of `r`), folded back onto the `d` positions: the middle as it is, plus each
+/// padded position's relevance at the input position it copies (edge: the first or last;
+/// reflect: mirrored about them).
+#[allow(clippy::too_many_arguments)]
+fn fold_copies(
+    cx: &mut Cx,
+    node: &NodeProto,
+    r: &str,
+    shape: &[i64],
+    a: usize,
+    (b, e): (i64, i64),
+    d: i64,
+    mode: &str,
+) -> Result<String> {
+    let rank = shape.len();
+    if mode == "reflect" && (b >= d || e >= d) {
+        return Err(unsupported_use(
+            node,
+            "reflect padding wider than the axis it mirrors",
+        ));
+    }
+    let at = |pos: i64| {
+        let mut v = vec![0i64; rank];
+        v[a] = pos;
+        v
+    };
+    let len = |n: i64| {
+        let mut v = shape.to_vec();
+        v[a] = n;
+        v
+    };
+    let part = format!("axis{a}");
+    let mut total = crop(cx, r, &at(b), &len(d), &format!("{part}.middle"))?;
+    for (side, width) in [("begin", b), ("end", e)] {
+        if width == 0 {
+            continue;
+        }
+        let p = format!("{part}.{side}");
+        // Where the strip sits in `r`, and where its relevance goes in the input.
+        let strip_start = if side == "begin" { 0 } else { b + d };
+        let copies = if mode == "edge" {
+            let strip = crop(cx, r, &at(strip_start), &len(width), &format!("{p}.strip"))?;
+            let sum = cx.e.reduce("ReduceSum", &strip, &[a as i64], true, &p)?;
+            let to = if side == "begin" { 0 } else { d - 1 };
+            zero_pad(cx, &sum, &at(to), &at(d - 1 - to), &format!("{p}.place"))?
+        } else {
+            // Mirrored: padded position b - j copies input j (begin), b + d + k copies
+            // input d - 2 - k (end); gathered in input order.
+            let (idx, to): (Vec<i64>, i64) = if side == "begin" {
+                ((1..=width).map(|j| b - j).collect(), 1)
+            } else {
+                (
+                    (d - 1 - width..d - 1)
+                        .map(|j| b + d + (d - 2 - j))
+                        .collect(),
+                    d - 1 - width,
+                )
+            };
+            let ix = cx.e.const_i64(&format!("{p}.index"), &[width], &idx);
+            let g = cx.e.op(
+                "Gather",
+                &format!("{p}.mirror"),
+                &[r, &ix],
+                vec![make_int("axis", a as i64)],
+            )?;
+            zero_pad(cx, &g, &at(to), &at(d - to - width), &format!("{p}.place"))?
+        };
+        total = cx.e.add(&total, &copies, &format!("{p}.add"))?;
+    }
+    Ok(total)
 }
 
 impl Rule for Slice {

@@ -219,10 +219,11 @@ impl Cx<'_, '_> {
             .and_then(|f| f.sample_dims())
             .ok_or_else(|| {
                 bad_input!(
-                    "node '{}' ({}): the shape of '{tensor}' is not known past the batch axis; \
-                     onnx-rap needs static shapes (fix the input size when exporting)",
+                    "node '{}' ({}): the shape of '{tensor}' is not known past the batch \
+                     axis{}; onnx-rap needs static shapes (fix the input size when exporting)",
                     node.name(),
-                    node.op_type()
+                    node.op_type(),
+                    self.facts.why_unknown()
                 )
             })
     }

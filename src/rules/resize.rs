@@ -136,6 +136,13 @@ impl Rule for Resize {
                 .map_or(yd[k] as f64 / xd[k] as f64, |g| g[k + 1]),
         };
         let (ah, aw) = (axis(1), axis(2));
+        for a in [&ah, &aw] {
+            cx.facts
+                .budget
+                .check(&[a.output as i64, a.input as i64], &|| {
+                    format!("node '{}' (Resize): its interpolation matrix", node.name())
+                })?;
+        }
         let (mh, mw) = match (
             matrix(&ah, &mode, &coord, &nearest),
             matrix(&aw, &mode, &coord, &nearest),
