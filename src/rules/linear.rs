@@ -86,10 +86,12 @@ struct Lin {
 
 impl Lin {
     /// A layer applied at every position alone, input and output on the same grid: a 1x1
-    /// convolution with stride 1 and no padding, or a MatMul on `[N, ..., D]` (per token).
+    /// convolution with stride 1 and no padding, or a dense layer (per row of its input: per
+    /// token of `[N, ..., D]`; for `[N, D]` the row is the sample, as in the official shift, and
+    /// a model that folds its tokens into the rows keeps them apart the same way).
     fn pointwise(&self) -> bool {
         match &self.conv {
-            None => self.rank > 2,
+            None => true,
             Some((w, g)) => {
                 self.deconv.is_none()
                     && *g == 1
