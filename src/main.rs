@@ -113,7 +113,8 @@ enum Command {
         /// Per-channel standard deviation divided by [default: metadata, else 1]
         #[arg(long, value_delimiter = ',')]
         std: Option<Vec<f32>>,
-        /// Tensor layout of the model input [default: metadata, else nchw]
+        /// Tensor layout of the model input [default: metadata, else detected from the model: a
+        /// Transpose after the input or a trailing 1 or 3]
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,
         /// Convert images to one gray channel [default: metadata, else no]
