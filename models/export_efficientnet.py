@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx_tools import inline_constant_identities
 import onnx.reference
 import torch
 import torch.nn as nn
@@ -121,22 +122,6 @@ def constants_to_initializers(model):
             tensor.CopyFrom(attr.t)
             tensor.name = node.output[0]
             model.graph.initializer.append(tensor)
-        else:
-            keep.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-
-
-def inline_constant_identities(model):
-    """Replace `Identity(initializer)` nodes by a copy of the initializer."""
-    inits = {t.name: t for t in model.graph.initializer}
-    keep = []
-    for node in model.graph.node:
-        if node.op_type == "Identity" and node.input[0] in inits:
-            copy = onnx.TensorProto()
-            copy.CopyFrom(inits[node.input[0]])
-            copy.name = node.output[0]
-            model.graph.initializer.append(copy)
         else:
             keep.append(node)
     del model.graph.node[:]

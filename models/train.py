@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx_tools import inline_constant_identities
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -270,26 +271,6 @@ def train_model(name, model, x_train, y_train, x_test, y_test):
 # ---------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------
-
-def inline_constant_identities(model):
-    """Replace `Identity(initializer)` nodes by a copy of the initializer.
-
-    The TorchScript exporter shares parameters whose values are equal and
-    links them with Identity nodes; a plain initializer is easier to consume.
-    """
-    inits = {t.name: t for t in model.graph.initializer}
-    keep = []
-    for node in model.graph.node:
-        if node.op_type == "Identity" and node.input[0] in inits:
-            copy = onnx.TensorProto()
-            copy.CopyFrom(inits[node.input[0]])
-            copy.name = node.output[0]
-            model.graph.initializer.append(copy)
-        else:
-            keep.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-
 
 def export_onnx(model, path):
     model.eval()
