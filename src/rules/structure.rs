@@ -125,7 +125,9 @@ impl Rule for Sum {
         }
         if cx.method.is_robust() {
             let xs: Vec<&str> = live.iter().map(|t| t.as_str()).collect();
-            let mut shares = cx.split_by_magnitude(&r, &xs, Some(&y))?.into_iter();
+            // The output is the sum of the live inputs only when no constant is added in.
+            let sum = (live.len() == node.input.len()).then_some(y.as_str());
+            let mut shares = cx.split_by_magnitude(&r, &xs, sum)?.into_iter();
             return Ok(node
                 .input
                 .iter()
