@@ -98,17 +98,6 @@ fn compile_case(c: &Case, opts: &Options) -> Vec<u8> {
     onnx_rap::onnx::encode(&onnx_rap::ir::export(&compiled).unwrap())
 }
 
-/// Per sample: the logit of the explained (argmax) class.
-fn target_logits(l: &ndarray::ArrayD<f32>) -> Vec<f64> {
-    (0..l.shape()[0])
-        .map(|i| {
-            l.index_axis(ndarray::Axis(0), i)
-                .iter()
-                .fold(f32::MIN, |m, v| m.max(*v)) as f64
-        })
-        .collect()
-}
-
 #[test]
 fn exported_models_compile_conserve_and_agree_with_nhw_heatmaps() {
     for c in &CASES {
@@ -154,11 +143,7 @@ fn exported_models_compile_conserve_and_agree_with_nhw_heatmaps() {
                 "{} {rt}: heatmap {err:?}",
                 c.name
             );
-            for (i, (s, y)) in sums(r)
-                .iter()
-                .zip(target_logits(&out[c.logits]))
-                .enumerate()
-            {
+            for (i, (s, y)) in sums(r).iter().zip(max_logits(&out[c.logits])).enumerate() {
                 assert!(
                     (s - y).abs() <= 1e-3 * y.abs(),
                     "{} {rt} sample {i}: relevance sum {s} vs logit {y}",

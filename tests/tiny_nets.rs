@@ -42,16 +42,6 @@ fn run_both(
     )
 }
 
-fn max_logits(l: &ndarray::ArrayD<f32>) -> Vec<f64> {
-    (0..l.shape()[0])
-        .map(|i| {
-            l.index_axis(ndarray::Axis(0), i)
-                .iter()
-                .fold(f32::MIN, |m, v| m.max(*v)) as f64
-        })
-        .collect()
-}
-
 #[test]
 fn lrp_conserves_on_the_tiny_cnn_in_both_runtimes() {
     let opts = Options {

@@ -98,6 +98,17 @@ pub fn rel_err_per_sample(got: &ArrayD<f32>, want: &ArrayD<f32>) -> Vec<f64> {
 }
 
 /// Per-sample sums over the non-batch axes.
+/// Per sample: the largest logit (the logit of the explained, argmax class).
+pub fn max_logits(l: &ArrayD<f32>) -> Vec<f64> {
+    (0..l.shape()[0])
+        .map(|i| {
+            l.index_axis(ndarray::Axis(0), i)
+                .iter()
+                .fold(f32::MIN, |m, v| m.max(*v)) as f64
+        })
+        .collect()
+}
+
 pub fn sums(a: &ArrayD<f32>) -> Vec<f64> {
     (0..a.shape()[0])
         .map(|i| {
