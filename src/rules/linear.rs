@@ -574,13 +574,7 @@ fn hidden(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<St
                 } else {
                     lin.f_pair(cx, &v, &w, &format!("{tag}.z"))?
                 };
-                let (s1, s2) = if cx.tuning.fold_masks && cx.e.selects() {
-                    relative_factors_select(cx, lin.conv.is_none(), r, &z1, &z2, tag)?
-                } else if cx.tuning.fold_masks {
-                    relative_factors_folded(cx, lin.conv.is_none(), r, &z1, &z2, tag)?
-                } else {
-                    relative_factors(cx, lin.conv.is_none(), r, &z1, &z2, tag)?
-                };
+                let (s1, s2) = factors(cx, lin.conv.is_none(), r, &z1, &z2, tag)?;
                 let back = lin.ft_sum(cx, &s1, &s2, &w, &format!("{tag}.back"))?;
                 let c = cx.e.mul(&v, &back, &format!("{tag}.c"))?;
                 shift(cx, lin, &c, r, tag)?
@@ -620,14 +614,7 @@ fn relative_joint(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
     let (neg_n, pos_n) = lin.f_pair(cx, &xn, &w, "xneg.z")?;
     let z1 = cx.e.add(&pos_p, &pos_n, "z1")?;
     let z2 = cx.e.add(&neg_p, &neg_n, "z2")?;
-    let fc = lin.conv.is_none();
-    let (s1, s2) = if cx.tuning.fold_masks && cx.e.selects() {
-        relative_factors_select(cx, fc, r, &z1, &z2, "joint")?
-    } else if cx.tuning.fold_masks {
-        relative_factors_folded(cx, fc, r, &z1, &z2, "joint")?
-    } else {
-        relative_factors(cx, fc, r, &z1, &z2, "joint")?
-    };
+    let (s1, s2) = factors(cx, lin.conv.is_none(), r, &z1, &z2, "joint")?;
     // x+ meets W+ in slot 1 and |W-| in slot 2; |x-| the other way round.
     let back_p = lin.ft_sum(cx, &s1, &s2, &w, "xpos.back")?;
     let back_n = lin.ft_sum(cx, &s2, &s1, &w, "xneg.back")?;
@@ -635,6 +622,25 @@ fn relative_joint(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
     let cn = cx.e.mul(&xn, &back_n, "xneg.c")?;
     let c = cx.e.add(&cp, &cn, "c")?;
     shift(cx, lin, &c, r, "joint")
+}
+
+/// The relative rule's factors `(s1, s2)` in the form the tuning asks for (the reference's,
+/// with the redundant masks folded, or with safe divisions as selections).
+fn factors(
+    cx: &mut Cx,
+    fc: bool,
+    r: &str,
+    z1: &str,
+    z2: &str,
+    tag: &str,
+) -> Result<(String, String)> {
+    if cx.tuning.fold_masks && cx.e.selects() {
+        relative_factors_select(cx, fc, r, z1, z2, tag)
+    } else if cx.tuning.fold_masks {
+        relative_factors_folded(cx, fc, r, z1, z2, tag)
+    } else {
+        relative_factors(cx, fc, r, z1, z2, tag)
+    }
 }
 
 /// The per-output factors `(s1, s2)` of RAP's relative rule, as the reference forms them:
