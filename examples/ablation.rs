@@ -57,7 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &args[1],
         )?;
         let bytes = onnx_rap::onnx::encode(&onnx_rap::ir::export(&rap)?);
-        let p = Plan::new(&bytes, &inputs, vec![])?;
+        let p = onnx_rap::runtime::Plan::with(
+            &bytes,
+            &inputs,
+            vec![],
+            onnx_rap::runtime::Optimise::Codegen,
+        )?;
         p.run(&inputs)?;
         plans.push((name, p));
     }

@@ -22,14 +22,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = onnx_rap::cli::bench::synthetic_input(&model, &facts, &args[1], batch)?;
     let shape = x.shape().to_vec();
     // Fold the constant weight subgraphs first, as `onnx-rap` does before running tract.
-    let bytes = onnx_rap::onnx::encode(&onnx_rap::fold::fold_constants(&onnx_rap::onnx::decode(
+    let bytes = onnx_rap::onnx::encode(&onnx_rap::fold::fold_constants(onnx_rap::onnx::decode(
         &bytes, "model",
     )?)?);
     let plan = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])?
         .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
-        .into_optimized()?
-        .into_runnable()?;
+        .into_typed()?;
+    // Codegen only, as onnx-rap plans explanations (runtime::Optimise::Codegen).
+    let mut plan = plan;
+    plan.optimize()?;
+    let plan = plan.into_runnable()?;
     let mut by_op: HashMap<String, f64> = HashMap::new();
     let mut by_part: HashMap<String, f64> = HashMap::new();
     let mut total = 0.0;

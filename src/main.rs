@@ -77,9 +77,14 @@ enum Command {
         /// Output folder
         #[arg(short, long, default_value = "rap_out")]
         out: PathBuf,
-        /// Inputs run together in one batch
-        #[arg(long, default_value_t = 8)]
+        /// Inputs per tract run. tract's per-image time grows with the batch (ResNet-50: 1.9x
+        /// at 8), so the default runs each input alone, several at once on --threads
+        #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Threads: inputs run in parallel on one shared plan (reading and writing too); a
+        /// single input gets them inside tract instead [default: every core]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        threads: Option<u32>,
         /// Print one JSON array instead of lines
         #[arg(long)]
         json: bool,
@@ -259,9 +264,13 @@ enum Command {
         /// Seed of the noise generator (SplitMix64, started at seed + image index)
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Images explained per batch
-        #[arg(long, default_value_t = 16)]
+        /// Images per tract run of the explanation (tract's per-image time grows with the
+        /// batch, so the default runs each image alone, several at once on --threads)
+        #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Threads: images run in parallel on one shared plan [default: every core]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        threads: Option<u32>,
         /// Output folder for curves.csv and curves.png
         #[arg(short, long, default_value = "eval_out")]
         out: PathBuf,
@@ -318,9 +327,10 @@ enum Command {
         /// Batch size
         #[arg(long, default_value_t = 1)]
         batch: usize,
-        /// Threads tract may use
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Threads: tract's intra-op threads for the timed runs, and the workers of the
+        /// images/s measurement [default: every core]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        threads: Option<u32>,
         /// Timed runs of each
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -333,7 +343,20 @@ enum Command {
         /// Print one JSON object
         #[arg(long)]
         json: bool,
+        /// Only plan and run one side once and print this process's peak RSS in kB (what
+        /// bench runs in its child processes to measure memory)
+        #[arg(long, value_enum, hide = true)]
+        peak_of: Option<PartArg>,
+        /// The input shape for --peak-of forward
+        #[arg(long, value_delimiter = ',', hide = true)]
+        peak_shape: Vec<usize>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PartArg {
+    Forward,
+    Explain,
 }
 
 fn parse_bounds(s: &str) -> std::result::Result<(f32, f32), String> {
@@ -402,13 +425,34 @@ fn run(cli: Cli) -> Result<()> {
             method: m,
             exact,
             json,
+            peak_of,
+            peak_shape,
         } => {
             let opts = Options {
                 method: method(m),
                 tuning: Tuning::exact_if(exact),
                 ..Options::default()
             };
-            let r = cli::bench::run(&model, &opts, batch.max(1), threads.max(1), runs.max(1))?;
+            if let Some(part) = peak_of {
+                let part = match part {
+                    PartArg::Forward => cli::bench::Part::Forward,
+                    PartArg::Explain => cli::bench::Part::Explain,
+                };
+                println!(
+                    "{}",
+                    cli::bench::peak_of(
+                        &model,
+                        &opts,
+                        batch.max(1),
+                        part,
+                        (!peak_shape.is_empty()).then_some(peak_shape.as_slice()),
+                    )?
+                );
+                return Ok(());
+            }
+            let threads = threads.map_or_else(onnx_rap::parallel::cores, |t| t as usize);
+            let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let r = cli::bench::run(&model, &opts, batch.max(1), threads, runs.max(1), &args)?;
             if json {
                 println!("{}", r.to_json());
             } else {
@@ -421,6 +465,7 @@ fn run(cli: Cli) -> Result<()> {
             target,
             out,
             batch,
+            threads,
             json,
             blend,
             method: m,
@@ -442,6 +487,7 @@ fn run(cli: Cli) -> Result<()> {
                 target,
                 out,
                 batch,
+                threads: threads.map_or_else(onnx_rap::parallel::cores, |t| t as usize),
                 blend,
                 preprocess: PartialPreprocess {
                     size,
@@ -522,6 +568,7 @@ fn run(cli: Cli) -> Result<()> {
             steps,
             seed,
             batch,
+            threads,
             out,
             dump,
             json,
@@ -541,6 +588,7 @@ fn run(cli: Cli) -> Result<()> {
                 steps,
                 seed,
                 batch,
+                threads: threads.map_or_else(onnx_rap::parallel::cores, |t| t as usize),
                 out,
                 dump,
             };

@@ -106,6 +106,64 @@ fn a_folder_equals_each_file_alone() {
 }
 
 #[test]
+fn worker_threads_change_neither_results_nor_their_order() {
+    // Images run in parallel on one shared plan; each run is tract single-threaded, so the
+    // relevance is bit for bit the one-thread run's, and the summary keeps the input order.
+    let dir = root().join("models/samples");
+    let mut runs = Vec::new();
+    for threads in ["1", "3"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (code, out, err) = explain(&[
+            &model(),
+            "--input",
+            s(&dir),
+            "--threads",
+            threads,
+            "--json",
+            "--out",
+            s(tmp.path()),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let names: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        let rel: Vec<ArrayD<f32>> = names
+            .iter()
+            .map(|n| npy_f32(&tmp.path().join(format!("{n}_relevance.npy"))))
+            .collect();
+        runs.push((names, rel, tmp));
+    }
+    // The folder's files in path order (a .npy sharing a PNG's stem is named STEM_npy).
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "npy"))
+        .collect();
+    files.sort();
+    let want: Vec<String> = files
+        .iter()
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_str().unwrap();
+            if p.extension().unwrap() == "npy" && p.with_extension("png").exists() {
+                format!("{stem}_npy")
+            } else {
+                stem.to_string()
+            }
+        })
+        .collect();
+    assert!(want.len() >= 3, "{want:?}");
+    assert_eq!(runs[0].0, want, "the summary follows the folder order");
+    assert_eq!(runs[0].0, runs[1].0);
+    for ((n, a), b) in runs[0].0.iter().zip(&runs[0].1).zip(&runs[1].1) {
+        assert_eq!(a, b, "{n}: 3 threads differ from 1");
+    }
+}
+
+#[test]
 fn npy_of_the_preprocessed_png_gives_the_same_relevance() {
     // models/train.py saved the first sample's preprocessed tensor next to its PNG.
     let npy = std::fs::read_dir(root().join("models/samples"))

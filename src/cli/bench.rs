@@ -11,7 +11,8 @@ use crate::bad_input;
 use crate::error::Result;
 use crate::ir;
 use crate::pass::{compile_with_facts, Options};
-use crate::runtime::{Plan, Value};
+use crate::runtime::{Optimise, Plan, Value};
+use tract_onnx::prelude::*;
 
 /// Timings of one bench run.
 pub struct Report {
@@ -27,9 +28,30 @@ pub struct Report {
     /// Size model_rap.onnx would have with W+, |W-|, stacks and flips stored as initializers.
     pub rap_folded_bytes: usize,
     pub nodes: (usize, usize),
-    /// Peak resident memory of the process (kB) after the forward plan ran, and after the
-    /// explain plan ran too.
-    pub peak_kb: (u64, u64),
+    /// Throughput in images/s of the forward pass and of the explanation: `threads` workers
+    /// each running batch-`batch` runs of one shared plan at once (tract single-threaded in
+    /// each), `runs` rounds.
+    pub images_per_s: (f64, f64),
+    /// Peak resident memory (kB) of a process that plans and runs only the forward pass, and
+    /// of one that compiles, plans and runs only the explanation (each in a child process of
+    /// its own, so neither counts the other); None where no child could be started.
+    pub peak_kb: (Option<u64>, Option<u64>),
+}
+
+/// One side of the comparison, for `bench --peak-of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Forward,
+    Explain,
+}
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Forward => "forward",
+            Part::Explain => "explain",
+        }
+    }
 }
 
 /// The median of some timings.
@@ -45,7 +67,7 @@ fn minmax(v: &[f64]) -> (f64, f64) {
 }
 
 /// Peak resident set size of this process in kB (Linux), 0 elsewhere.
-fn peak_rss_kb() -> u64 {
+pub fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -60,6 +82,14 @@ fn peak_rss_kb() -> u64 {
 impl Report {
     pub fn ratio(&self) -> f64 {
         median(&self.explain) / median(&self.forward)
+    }
+
+    /// Peak RSS of the explanation over the forward pass's.
+    pub fn peak_ratio(&self) -> Option<f64> {
+        match self.peak_kb {
+            (Some(f), Some(e)) if f > 0 => Some(e as f64 / f as f64),
+            _ => None,
+        }
     }
 
     pub fn to_json(&self) -> Json {
@@ -80,8 +110,11 @@ impl Report {
             "rap_folded_bytes": self.rap_folded_bytes,
             "nodes": self.nodes.0,
             "rap_nodes": self.nodes.1,
-            "peak_rss_kb_after_forward": self.peak_kb.0,
-            "peak_rss_kb_after_explain": self.peak_kb.1,
+            "images_per_s_forward": self.images_per_s.0,
+            "images_per_s_explain": self.images_per_s.1,
+            "peak_rss_kb_forward": self.peak_kb.0,
+            "peak_rss_kb_explain": self.peak_kb.1,
+            "peak_rss_ratio": self.peak_ratio(),
         })
     }
 
@@ -95,7 +128,8 @@ impl Report {
              ratio      {:.2}  (explain / forward, medians)\n\
              compile    {:.3} s  ({} -> {} nodes)\n\
              size       {} -> {} bytes ({:.3}x); {:.3}x with derived weights as initializers\n\
-             peak RSS   {} MB after forward runs, {} MB after explain runs\n",
+             images/s   {:.2} forward, {:.2} explain ({} workers of batch {} at once)\n\
+             peak RSS   {} forward, {} explain ({}; one process each)\n",
             self.model,
             self.batch,
             self.threads,
@@ -114,10 +148,20 @@ impl Report {
             self.rap_bytes,
             self.rap_bytes as f64 / self.model_bytes as f64,
             self.rap_folded_bytes as f64 / self.model_bytes as f64,
-            self.peak_kb.0 / 1024,
-            self.peak_kb.1 / 1024,
+            self.images_per_s.0,
+            self.images_per_s.1,
+            self.threads,
+            self.batch,
+            mb(self.peak_kb.0),
+            mb(self.peak_kb.1),
+            self.peak_ratio()
+                .map_or("ratio unknown".to_string(), |r| format!("{r:.2}x")),
         )
     }
+}
+
+fn mb(kb: Option<u64>) -> String {
+    kb.map_or("?".into(), |k| format!("{} MB", k / 1024))
 }
 
 /// A fixed pseudo-random input in [-1, 1) of the model's input shape with batch `batch`.
@@ -142,19 +186,12 @@ pub fn synthetic_input(
     ArrayD::from_shape_vec(shape, data).map_err(|e| bad_input!("{e}"))
 }
 
-/// Compile `path` in memory and time forward against explain.
-pub fn run(
-    path: &Path,
-    opts: &Options,
-    batch: usize,
-    threads: usize,
-    runs: usize,
-) -> Result<Report> {
-    if threads > 1 {
-        tract_linalg::multithread::set_default_executor(
-            tract_linalg::multithread::Executor::multithread(threads),
-        );
-    }
+/// A model read and compiled: its bytes, IR, model_rap bytes, input, compile time, node count
+/// of the compiled graph.
+type Prepared = (Vec<u8>, ir::Model, Vec<u8>, ArrayD<f32>, f64, usize);
+
+/// Load `path`, compile it in memory and make the batch-`batch` input.
+fn prepare(path: &Path, opts: &Options, batch: usize) -> Result<Prepared> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| bad_input!("{origin}: cannot read: {e}"))?;
     let t0 = Instant::now();
@@ -170,15 +207,118 @@ pub fn run(
     let rap = compile_with_facts(&model, &facts, opts, &origin)?;
     let rap_bytes = crate::onnx::encode(&ir::export(&rap)?);
     let compile_s = t0.elapsed().as_secs_f64();
-
     let x = synthetic_input(&model, &facts, &origin, batch)?;
+    let rap_nodes = rap.graph.op_count();
+    Ok((bytes, model, rap_bytes, x, compile_s, rap_nodes))
+}
+
+/// What `bench --peak-of PART` does in its child process: only the forward pass (read the
+/// file, plan, run once: what a tract user does; `shape` is the input's, from the parent) or
+/// only the explanation (load, compile, plan, run once: what `explain` does); returns the peak
+/// RSS (kB).
+pub fn peak_of(
+    path: &Path,
+    opts: &Options,
+    batch: usize,
+    part: Part,
+    shape: Option<&[usize]>,
+) -> Result<u64> {
+    let origin = path.display().to_string();
+    match part {
+        Part::Forward => {
+            let x = match shape {
+                Some(s) => ArrayD::from_elem(s.to_vec(), 0.5f32),
+                None => prepare(path, opts, batch)?.3,
+            };
+            // Plain tract, as its users run a model: no folding, no copies of ours.
+            crate::guard::in_tract(&origin, "the forward pass", || -> TractResult<()> {
+                let fact = InferenceFact::dt_shape(f32::datum_type(), x.shape());
+                let plan = tract_onnx::onnx()
+                    .model_for_path(path)?
+                    .with_input_fact(0, fact)?
+                    .into_optimized()?
+                    .into_runnable()?;
+                plan.run(tvec![x.into_tensor().into()])?;
+                Ok(())
+            })?
+            .map_err(|e| crate::runtime_err!("{origin}: tract: {e:#}"))?;
+        }
+        Part::Explain => {
+            let (bytes, model, rap_bytes, x, _, _) = prepare(path, opts, batch)?;
+            drop((bytes, model));
+            let inputs = [Value::F32(x)];
+            Plan::with(&rap_bytes, &inputs, vec![], Optimise::Codegen)?.run(&inputs)?;
+        }
+    }
+    Ok(peak_rss_kb())
+}
+
+/// Run this program again as `ARGS --peak-of PART` and read the peak it prints; None when
+/// this process is not the `onnx-rap` binary (a test harness, say) or the child fails.
+fn child_peak(args: &[std::ffi::OsString], part: Part, shape: &[usize]) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    if !exe
+        .file_stem()
+        .is_some_and(|s| s.to_string_lossy().starts_with("onnx-rap"))
+    {
+        return None;
+    }
+    let out = std::process::Command::new(exe)
+        .args(args.iter().skip(1))
+        .args(["--peak-of", part.name(), "--peak-shape"])
+        .arg(
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// `threads` workers running `plan` at once, `rounds` runs each; images/s.
+fn throughput(
+    plan: &Plan,
+    inputs: &[Value],
+    batch: usize,
+    threads: usize,
+    rounds: usize,
+) -> Result<f64> {
+    crate::runtime::set_intra_op_threads(1);
+    let jobs: Vec<usize> = (0..threads * rounds).collect();
+    let t = Instant::now();
+    crate::parallel::map(threads, &jobs, |_, _| plan.run(inputs).map(|_| ()))?;
+    let wall = t.elapsed().as_secs_f64();
+    crate::runtime::set_intra_op_threads(threads);
+    Ok((jobs.len() * batch) as f64 / wall)
+}
+
+/// Compile `path` in memory and time forward against explain. `cli_args` is this program's
+/// command line: the peak memory of each side is measured by running it again with
+/// `--peak-of` (empty: no peaks).
+pub fn run(
+    path: &Path,
+    opts: &Options,
+    batch: usize,
+    threads: usize,
+    runs: usize,
+    cli_args: &[std::ffi::OsString],
+) -> Result<Report> {
+    crate::runtime::set_intra_op_threads(threads);
+    let origin = path.display().to_string();
+    let (bytes, model, rap_bytes, x, compile_s, rap_nodes) = prepare(path, opts, batch)?;
+    let shape = x.shape().to_vec();
     let inputs = [Value::F32(x)];
     let fwd = Plan::new(&bytes, &inputs, vec![])?;
     fwd.run(&inputs)?;
-    let peak_fwd = peak_rss_kb();
-    let exp = Plan::new(&rap_bytes, &inputs, vec![])?;
+    let exp = Plan::with(&rap_bytes, &inputs, vec![], Optimise::Codegen)?;
     exp.run(&inputs)?;
-    let peak_exp = peak_rss_kb();
     let (mut tf, mut te) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
@@ -188,6 +328,24 @@ pub fn run(
         exp.run(&inputs)?;
         te.push(t.elapsed().as_secs_f64());
     }
+    let images_per_s = (
+        throughput(&fwd, &inputs, batch, threads, runs)?,
+        throughput(&exp, &inputs, batch, threads, runs)?,
+    );
+    let nodes = (model.graph.op_count(), rap_nodes);
+    let rap_folded_bytes = crate::onnx::encode(&crate::fold::fold_constants(crate::onnx::decode(
+        &rap_bytes, &origin,
+    )?)?)
+    .len();
+    drop((fwd, exp));
+    let peak_kb = if cli_args.is_empty() {
+        (None, None)
+    } else {
+        (
+            child_peak(cli_args, Part::Forward, &shape),
+            child_peak(cli_args, Part::Explain, &shape),
+        )
+    };
     Ok(Report {
         model: origin,
         batch,
@@ -198,9 +356,9 @@ pub fn run(
         compile_s,
         model_bytes: bytes.len(),
         rap_bytes: rap_bytes.len(),
-        rap_folded_bytes: crate::onnx::encode(&crate::fold::fold_constants(&ir::export(&rap)?)?)
-            .len(),
-        nodes: (model.graph.op_count(), rap.graph.op_count()),
-        peak_kb: (peak_fwd, peak_exp),
+        rap_folded_bytes,
+        nodes,
+        images_per_s,
+        peak_kb,
     })
 }

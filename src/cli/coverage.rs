@@ -18,7 +18,7 @@ use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::ir;
 use crate::pass::{compile_with_facts, signed_layers, Options, RELEVANCE};
-use crate::runtime::{Plan, Value};
+use crate::runtime::{Optimise, Plan, Value};
 
 const ORT_RUN: &str = include_str!("../../scripts/ort_run.py");
 
@@ -322,7 +322,7 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
     };
     let input = [Value::F32(p.x.clone())];
     let tract = (|| -> Result<(ArrayD<f32>, ArrayD<f32>, f64, f64)> {
-        let plan = Plan::new(&bytes, &input, vec![])?;
+        let plan = Plan::with(&bytes, &input, vec![], Optimise::Codegen)?;
         let mut out = plan.run(&input)?;
         p.forward.run(&input)?;
         let (mut tf, mut te) = (Vec::new(), Vec::new());

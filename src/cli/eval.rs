@@ -24,7 +24,7 @@ use crate::metrics::{self, BoxPx};
 use crate::pass::{compile_with_facts, Options, HEATMAP};
 use crate::plot;
 use crate::rules::Method;
-use crate::runtime::{Plan, Value};
+use crate::runtime::{Optimise, Plan, Value};
 
 /// Metadata key: the model's benchmark file, relative to the model file.
 pub const META_BENCHMARK: &str = "onnx_rap.benchmark";
@@ -42,6 +42,9 @@ pub struct Args {
     pub steps: usize,
     pub seed: u64,
     pub batch: usize,
+    /// Worker threads: images run in parallel on one shared plan (both the explanations and
+    /// the perturbation curves); threads beyond the images go inside tract.
+    pub threads: usize,
     /// Where the curves go (CSV and PNG).
     pub out: PathBuf,
     /// Write every heatmap and perturbation curve here (.npy) for an independent check.
@@ -435,6 +438,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         ProgressBar::hidden()
     };
 
+    let workers = args.threads.clamp(1, n.max(1));
+    crate::runtime::set_intra_op_threads(args.threads.max(1) / workers);
     let mut scores = Vec::new();
     for &method in &args.methods {
         bar.set_prefix(method.name());
@@ -456,16 +461,17 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         let xs0 = info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c])));
         let t0 = ArrayD::<i64>::zeros(IxDyn(&[bsz]));
         // Inputs in graph order: the image, then `rap_target` (the true class).
-        let plan = Plan::new(
+        let plan = Plan::with(
             &bytes,
             &[Value::F32(xs0), Value::I64(t0)],
             vec![HEATMAP.to_string()],
+            Optimise::Codegen,
         )?;
 
-        // Heatmaps, in batches (the last one padded by repeating its last image).
-        let mut maps: Vec<Array2<f64>> = Vec::with_capacity(n);
-        let mut explain_s = 0.0;
-        for start in (0..n).step_by(bsz) {
+        // Heatmaps, in batches (the last one padded by repeating its last image), the
+        // batches in parallel on one plan.
+        let starts: Vec<usize> = (0..n).step_by(bsz).collect();
+        let runs = crate::parallel::map(workers, &starts, |_, &start| {
             let idx: Vec<usize> = (0..bsz).map(|k| (start + k).min(n - 1)).collect();
             let views: Vec<_> = idx.iter().map(|&i| pix[i].view()).collect();
             let x = info.pp.arrange(
@@ -477,19 +483,23 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                 .map_err(|e| Error::Runtime(e.to_string()))?;
             let clock = Instant::now();
             let out = plan.run(&[Value::F32(x), Value::I64(t)])?;
-            explain_s += clock.elapsed().as_secs_f64();
+            let took = clock.elapsed().as_secs_f64();
             let heat = &out[0].1;
+            let mut maps = Vec::new();
             for (k, &i) in idx.iter().enumerate() {
                 if start + k == i {
                     maps.push(
                         heat.index_axis(Axis(0), k)
                             .mapv(|v| v as f64)
-                            .into_dimensionality()
+                            .into_dimensionality::<ndarray::Ix2>()
                             .map_err(|e| Error::Runtime(e.to_string()))?,
                     );
                 }
             }
-        }
+            Ok((maps, took))
+        })?;
+        let explain_s: f64 = runs.iter().map(|(_, t)| t).sum();
+        let maps: Vec<Array2<f64>> = runs.into_iter().flat_map(|(m, _)| m).collect();
 
         // Localisation.
         let (mut ratio_sum, mut ratio_n, mut hits) = (0.0, 0usize, 0usize);
@@ -513,9 +523,11 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         let mut curves = [vec![0.0; steps + 1], vec![0.0; steps + 1]];
         let mut aopc = [0.0; 2];
         let mut raw: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        for (i, m) in maps.iter().enumerate() {
+        // One image per worker: its MoRF and LeRF curves.
+        let per_image = crate::parallel::map(workers, &maps, |i, m| {
             let noise = metrics::noise(args.seed, i as u64, h * w * c);
-            for (o, morf) in [true, false].into_iter().enumerate() {
+            let mut both = Vec::with_capacity(2);
+            for morf in [true, false] {
                 let order = metrics::patch_order(m.view(), p, morf);
                 let mut batch = ndarray::Array4::<f32>::zeros((steps + 1, h, w, c));
                 let mut cur = pix[i].clone();
@@ -536,14 +548,23 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                 let out = forward.run(&[Value::F32(x)])?;
                 let logits = &out[0].1;
                 let t = labels[i] as usize;
-                let f: Vec<f64> = (0..=steps).map(|k| logits[[k, t]] as f64).collect();
+                both.push(
+                    (0..=steps)
+                        .map(|k| logits[[k, t]] as f64)
+                        .collect::<Vec<f64>>(),
+                );
+            }
+            bar.inc(1);
+            Ok(both)
+        })?;
+        for both in per_image {
+            for (o, f) in both.iter().enumerate() {
                 for k in 0..=steps {
                     curves[o][k] += f[0] - f[k];
                 }
-                aopc[o] += metrics::aopc(&f);
-                raw[o].extend_from_slice(&f);
+                aopc[o] += metrics::aopc(f);
+                raw[o].extend_from_slice(f);
             }
-            bar.inc(1);
         }
         if let Some(d) = &args.dump {
             let stack: Vec<_> = maps.iter().map(|m| m.mapv(|v| v as f32)).collect();

@@ -19,7 +19,7 @@ use crate::image::{
 use crate::ir;
 use crate::onnx::proto::ValueInfoProto;
 use crate::pass::{compile_with_facts, Options};
-use crate::runtime::{Plan, Value};
+use crate::runtime::{Optimise, Plan, Value};
 
 /// Metadata keys a model may carry for `explain`.
 pub const META_LABELS: &str = "onnx_rap.labels";
@@ -32,6 +32,9 @@ pub struct Args {
     pub target: Option<i64>,
     pub out: PathBuf,
     pub batch: usize,
+    /// Worker threads: images run in parallel, one plan shared; threads left over when there
+    /// are fewer runs than threads go to tract's intra-op executor.
+    pub threads: usize,
     pub blend: bool,
     /// Preprocessing given on the command line (wins over the model's metadata).
     pub preprocess: PartialPreprocess,
@@ -73,6 +76,7 @@ impl Ranked {
 }
 
 /// What one rule received and handed to its inputs (`compile --layer-sums`), for one sample.
+#[derive(Clone)]
 pub struct LayerSum {
     /// The node's name (its first output when it has none).
     pub layer: String,
@@ -418,52 +422,52 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     let image_pp = image_preprocess(&model, &sample, pp, &origin)?;
     let layout = image_pp.as_ref().map_or(Layout::Nchw, |p| p.layout);
 
-    // Read every input before writing anything.
-    let mut items: Vec<Item> = Vec::new();
-    for f in expand(&args.inputs)? {
+    // Read every input before writing anything (decoding on every worker).
+    let files = expand(&args.inputs)?;
+    let threads = args.threads.max(1);
+    let read = crate::parallel::map(threads, &files, |_, f| -> Result<Vec<Item>> {
         let stem = f
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "input".into());
-        match ext(&f).as_deref() {
+        match ext(f).as_deref() {
             Some("npy") => {
-                let samples = load_npy(&f, &sample)?;
+                let samples = load_npy(f, &sample)?;
                 let many = samples.len() > 1;
-                for (k, t) in samples.into_iter().enumerate() {
-                    let shown = tensor_picture(&t, layout);
-                    let name = if many {
-                        format!("{stem}_{k}")
-                    } else {
-                        stem.clone()
-                    };
-                    items.push(Item {
-                        name,
+                Ok(samples
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, t)| Item {
+                        name: if many {
+                            format!("{stem}_{k}")
+                        } else {
+                            stem.clone()
+                        },
                         source: f.clone(),
+                        shown: tensor_picture(&t, layout),
                         tensor: t,
-                        shown,
-                    });
-                }
+                    })
+                    .collect())
             }
             Some(x) if IMAGE_EXT.contains(&x) => {
                 let pp = image_pp.as_ref().ok_or_else(|| {
                     bad_input!("{}: the model input has shape {sample:?} per sample, not an image; pass a .npy tensor", f.display())
                 })?;
-                let p = load_image(&f, pp)?;
-                items.push(Item {
+                let p = load_image(f, pp)?;
+                Ok(vec![Item {
                     name: stem,
                     source: f.clone(),
                     tensor: p.tensor,
                     shown: p.shown,
-                });
+                }])
             }
-            _ => {
-                return Err(bad_input!(
-                    "{}: unknown input type; give .png, .jpg or .npy files or a folder",
-                    f.display()
-                ))
-            }
+            _ => Err(bad_input!(
+                "{}: unknown input type; give .png, .jpg or .npy files or a folder",
+                f.display()
+            )),
         }
-    }
+    })?;
+    let mut items: Vec<Item> = read.into_iter().flatten().collect();
     // Names must not collide: an image keeps its stem, a .npy sharing it becomes STEM_npy,
     // and any clash left gets a counter.
     let stems: HashMap<String, usize> = items.iter().fold(HashMap::new(), |mut m, it| {
@@ -502,78 +506,94 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         .iter()
         .map(|o| o.name().to_string())
         .collect();
-    let mut plans: HashMap<usize, Plan> = HashMap::new();
     let layer_outputs: Vec<&String> = names
         .iter()
         .filter(|n| n.starts_with(crate::pass::LAYER_SUM))
         .collect();
-    let mut results: Vec<(ArrayD<f32>, Vec<f32>, Vec<LayerSum>)> = Vec::new();
     // A model that folds its batch axis is explained one input per run.
     let per_run = if facts.single_sample {
         1
     } else {
         args.batch.max(1)
     };
-    for chunk in items.chunks(per_run) {
+    let chunks: Vec<&[Item]> = items.chunks(per_run).collect();
+    // Images in parallel first; threads left over (fewer runs than threads) go inside tract.
+    let workers = threads.min(chunks.len()).max(1);
+    crate::runtime::set_intra_op_threads(threads / workers);
+    let inputs_of = |chunk: &[Item]| {
         let refs: Vec<&ArrayD<f32>> = chunk.iter().map(|i| &i.tensor).collect();
         let mut inputs = vec![Value::F32(stack(&refs))];
         if let Some(t) = args.target {
             inputs.push(Value::I64(ArrayD::from_elem(vec![chunk.len()], t)));
         }
-        let plan = match plans.entry(chunk.len()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Plan::new(&bytes, &inputs, names.clone())?)
-            }
-        };
-        let out = plan.run(&inputs)?;
-        let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        inputs
+    };
+    // One plan per run size (the last run may be shorter), shared by every worker.
+    let mut plans: HashMap<usize, Plan> = HashMap::new();
+    for chunk in &chunks {
+        if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
+            e.insert(Plan::with(
+                &bytes,
+                &inputs_of(chunk),
+                names.clone(),
+                Optimise::Codegen,
+            )?);
+        }
+    }
+    type Result1 = (ArrayD<f32>, Vec<f32>, Vec<LayerSum>);
+    let runs = crate::parallel::map(workers, &chunks, |_, chunk| -> Result<Vec<Result1>> {
+        let out = plans[&chunk.len()].run(&inputs_of(chunk))?;
+        let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         let logits = get(&logits_name).ok_or_else(|| Error::Runtime("no logits output".into()))?;
         let rel = get(crate::pass::RELEVANCE)
             .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
-        let mut sums: Vec<ArrayD<f32>> = Vec::new();
+        let mut sums: Vec<&ArrayD<f32>> = Vec::new();
         for n in &layer_outputs {
             sums.push(get(n).ok_or_else(|| Error::Runtime(format!("no output {n}")))?);
         }
-        for k in 0..chunk.len() {
-            let rows = layer_outputs
-                .iter()
-                .zip(&sums)
-                .map(|(n, a)| {
-                    let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
-                    let pair = a.index_axis(Axis(0), k);
-                    LayerSum {
-                        op: op_types.get(&layer).cloned().unwrap_or_else(|| "?".into()),
-                        layer,
-                        received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
-                        handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
-                    }
-                })
-                .collect();
-            results.push((
-                rel.index_axis(Axis(0), k).to_owned(),
-                logits.index_axis(Axis(0), k).iter().copied().collect(),
-                rows,
-            ));
-        }
+        let per_input = (0..chunk.len())
+            .map(|k| {
+                let rows = layer_outputs
+                    .iter()
+                    .zip(&sums)
+                    .map(|(n, a)| {
+                        let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
+                        let pair = a.index_axis(Axis(0), k);
+                        LayerSum {
+                            op: op_types.get(&layer).cloned().unwrap_or_else(|| "?".into()),
+                            layer,
+                            received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
+                            handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
+                        }
+                    })
+                    .collect();
+                (
+                    rel.index_axis(Axis(0), k).to_owned(),
+                    logits.index_axis(Axis(0), k).iter().copied().collect(),
+                    rows,
+                )
+            })
+            .collect();
         bar.inc(chunk.len() as u64);
-    }
+        Ok(per_input)
+    })?;
     bar.finish_and_clear();
+    let results: Vec<Result1> = runs.into_iter().flatten().collect();
 
-    // Write the files.
-    let mut outcomes = Vec::new();
-    for (it, (rel, logits, layer_sums)) in items.iter().zip(results) {
-        let predicted = argmax(&logits);
+    // Write the files (PNG encoding on every worker).
+    let jobs: Vec<(&Item, Result1)> = items.iter().zip(results).collect();
+    let outcomes = crate::parallel::map(threads, &jobs, |_, (it, (rel, logits, layer_sums))| {
+        let predicted = argmax(logits);
         let target = args.target.map_or(predicted, |t| t as usize);
         let label_of = |k: usize| labels.as_ref().and_then(|l| l.get(k).cloned());
         let pos: f64 = rel.iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum();
         let neg: f64 = rel.iter().filter(|v| **v < 0.0).map(|v| -(*v as f64)).sum();
         let mut files = Vec::new();
         let npy = args.out.join(format!("{}_relevance.npy", it.name));
-        ndarray_npy::write_npy(&npy, &rel)
+        ndarray_npy::write_npy(&npy, rel)
             .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", npy.display())))?;
         files.push(npy);
-        if let Some(m) = channel_sum(&rel, layout) {
+        if let Some(m) = channel_sum(rel, layout) {
             // The heatmap at model resolution (pixel for pixel the graph's `heatmap_rgb`);
             // the overlay enlarged to at least DISPLAY_MIN_SIDE pixels on its short side.
             let (w, h) = it.shown.dimensions();
@@ -589,7 +609,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             files.push(hp);
             files.push(op);
         }
-        outcomes.push(Outcome {
+        Ok(Outcome {
             name: it.name.clone(),
             source: it.source.clone(),
             predicted,
@@ -598,16 +618,16 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             target_label: label_of(target),
             logit: logits.get(target).copied().unwrap_or(f32::NAN),
             relevance_sum: rel.iter().map(|v| *v as f64).sum(),
-            top5: top_k(&logits, 5, labels.as_deref()),
-            layer_sums,
+            top5: top_k(logits, 5, labels.as_deref()),
+            layer_sums: layer_sums.clone(),
             positive_share: if pos + neg > 0.0 {
                 pos / (pos + neg)
             } else {
                 0.0
             },
             files,
-        });
-    }
+        })
+    })?;
     Ok(outcomes)
 }
 
