@@ -35,11 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plan = plan.into_runnable()?;
     let mut by_op: HashMap<String, f64> = HashMap::new();
     let mut by_part: HashMap<String, f64> = HashMap::new();
+    let mut by_step: HashMap<String, f64> = HashMap::new();
     let mut total = 0.0;
     for r in 0..=runs {
         let mut state = tract_core::plan::SimpleState::new(&plan)?;
         let t0 = Instant::now();
-        let mut times: Vec<(String, String, f64)> = vec![];
+        let mut times: Vec<(String, String, String, f64)> = vec![];
         state.run_plan_with_eval(
             tvec!(x.clone().into_tensor().into()),
             |ctx, st, node, inputs| {
@@ -54,9 +55,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     None if node.name.starts_with("rap.") => "seed/out".into(),
                     None => "forward".into(),
                 };
+                // The rule step: the name after `.rap.` up to its tensor-specific tail.
+                let step = match node.name.find(".rap.") {
+                    Some(i) => node.name[i + 5..]
+                        .split('.')
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join("."),
+                    None => part.clone(),
+                };
                 times.push((
                     node.op().name().to_string(),
                     part,
+                    step,
                     t.elapsed().as_secs_f64(),
                 ));
                 r
@@ -66,18 +77,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue; // warm-up
         }
         total += t0.elapsed().as_secs_f64();
-        for (op, part, t) in times {
-            *by_op.entry(op).or_default() += t;
+        for (op, part, step, t) in times {
+            *by_op.entry(op.clone()).or_default() += t;
             *by_part.entry(part).or_default() += t;
+            *by_step.entry(format!("{step} ({op})")).or_default() += t;
         }
     }
     let show = |title: &str, m: &HashMap<String, f64>| {
         let mut v: Vec<_> = m.iter().collect();
         v.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap());
         println!("{title}");
-        for (k, t) in v.iter().take(14) {
+        for (k, t) in v.iter().take(24) {
             println!(
-                "  {:<28} {:>8.2} ms  {:>5.1}%",
+                "  {:<44} {:>8.2} ms  {:>5.1}%",
                 k,
                 **t * 1e3 / runs as f64,
                 100.0 * **t / total
@@ -91,5 +103,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     show("by op", &by_op);
     show("by rule part (first word after .rap.)", &by_part);
+    show("by rule step and op (two words after .rap.)", &by_step);
     Ok(())
 }
