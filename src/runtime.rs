@@ -50,8 +50,9 @@ pub enum Optimise {
     /// Codegen only, for compiled explanation graphs. tract's declutter passes apply thousands
     /// of patches to a 3000-node relevance graph, each rescanning the graph: on
     /// EfficientNet-Lite0 they took 0.75 s of a 1.9 s `explain` of one photo, and the plan
-    /// they gave ran no faster (ResNet-50 and VGG-16 within 2%, EfficientNet-Lite0 0.28 s
-    /// against 0.21 s without them). Codegen still folds constants and declutters op by op.
+    /// they gave ran no faster (ResNet-50 0.39-0.40 s either way, VGG-16 1.14 s against 1.03-1.06 s
+    /// without them, EfficientNet-Lite0 0.28 s against 0.21 s). Codegen still folds constants
+    /// and declutters op by op.
     Codegen,
 }
 

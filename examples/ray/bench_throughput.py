@@ -103,7 +103,8 @@ def main() -> int:
             out = os.path.join(tmp, f"explain_{r}")
             t0 = time.perf_counter()
             subprocess.run([args.bin, "explain", args.model, "--input", folder, "--out", out,
-                            "--batch", str(args.batch)], check=True, capture_output=True)
+                            "--batch", str(args.batch), "--threads", "1"],
+                           check=True, capture_output=True)
             rates["onnx-rap explain"].append(args.count / (time.perf_counter() - t0))
             for workers in (1, 2):
                 out = os.path.join(tmp, f"ray{workers}_{r}")
