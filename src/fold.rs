@@ -149,6 +149,7 @@ fn evaluate(
     let mut values: HashMap<&str, Const> = HashMap::new();
     let mut done: HashMap<&str, TensorProto> = HashMap::new();
     let mut left: Vec<&NodeProto> = Vec::new();
+    let mut left_reads: HashSet<&str> = HashSet::new();
     // Rust first (crate::consteval); what it declines, and what depends on that, goes to tract.
     for &n in consts {
         for x in n.input.iter().filter(|x| !x.is_empty()) {
@@ -176,13 +177,12 @@ fn evaluate(
                     finish(name, &mut values, &readers, &needed_set, &mut done);
                 }
             }
-            None => left.push(n),
+            None => {
+                left.push(n);
+                left_reads.extend(n.input.iter().map(String::as_str));
+            }
         }
         // Values whose last constant reader this was (the tract leftovers keep theirs).
-        let left_reads: HashSet<&str> = left
-            .iter()
-            .flat_map(|m| m.input.iter().map(String::as_str))
-            .collect();
         for x in n.input.iter().filter(|x| !x.is_empty()) {
             if let Some(r) = readers.get_mut(x.as_str()) {
                 *r = r.saturating_sub(1);
@@ -320,4 +320,99 @@ fn run_in_tract(
             .and_then(|p| p.run(tvec![]))
     })?
     .map_err(|e| runtime_err!("folding the constant weights failed: {e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::attr::{make_int, make_ints};
+    use crate::onnx::proto::{GraphProto, OperatorSetIdProto};
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(output.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rust_and_tract_share_the_work_and_every_needed_value_is_folded() {
+        // d = [relu(W), relu(-W)] is Rust's; Sin is not, so e = sin(d) and f = e^T (which
+        // reads e) go to tract; the rest of the graph reads d and f.
+        let w = [1.5f32, -2.0, 0.0, -0.25, 3.0, -1.0];
+        let mut concat = node("Concat", &["a", "c"], "d");
+        concat.attribute.push(make_int("axis", 1));
+        let mut tr = node("Transpose", &["e"], "f");
+        tr.attribute.push(make_ints("perm", &[1, 0]));
+        let graph = GraphProto {
+            name: Some("g".into()),
+            node: vec![
+                node("Relu", &["W"], "a"),
+                node("Neg", &["W"], "b"),
+                node("Relu", &["b"], "c"),
+                concat,
+                node("Sin", &["d"], "e"),
+                tr,
+                node("MatMul", &["x", "f"], "y"),
+                node("Mul", &["x", "d"], "z"),
+            ],
+            initializer: vec![f32_tensor("W", &[2, 3], &w)],
+            output: ["y", "z"]
+                .iter()
+                .map(|n| ValueInfoProto {
+                    name: Some(n.to_string()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let model = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let folded = fold_constants(model).expect("folds");
+        let g = folded.graph.expect("graph");
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type()).collect();
+        assert_eq!(ops, ["MatMul", "Mul"], "only the nodes that read x stay");
+        let init = |name: &str| {
+            let t = g.initializer.iter().find(|t| t.name() == name);
+            to_f32(t.unwrap_or_else(|| panic!("{name} not folded"))).expect("f32")
+        };
+        assert!(
+            g.initializer.iter().all(|t| t.name() != "W"),
+            "W is no longer read"
+        );
+        let relu = |v: f32| v.max(0.0);
+        let d: Vec<f32> = (0..2)
+            .flat_map(|r| {
+                let row = &w[r * 3..r * 3 + 3];
+                row.iter()
+                    .map(|&v| relu(v))
+                    .chain(row.iter().map(|&v| relu(-v)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(init("d").shape(), [2, 6]);
+        assert_eq!(init("d").iter().copied().collect::<Vec<_>>(), d);
+        let f = init("f");
+        assert_eq!(f.shape(), [6, 2]);
+        for i in 0..6 {
+            for j in 0..2 {
+                let want = d[j * 6 + i].sin();
+                assert!(
+                    (f[[i, j]] - want).abs() <= 1e-6,
+                    "f[{i},{j}] {} vs {want}",
+                    f[[i, j]]
+                );
+            }
+        }
+    }
 }

@@ -1,16 +1,18 @@
 //! `onnx-rap bench MODEL`: forward pass against explanation, in tract, in one process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::ArrayD;
 use serde_json::{json, Value as Json};
 
+use super::args::{self, MethodArg};
 use crate::analysis::{infer_facts, input_sample_dims, Facts};
 use crate::bad_input;
 use crate::error::Result;
 use crate::ir;
 use crate::pass::{compile_with_facts, Options};
+use crate::rules::Tuning;
 use crate::runtime::{Optimise, Plan, Value};
 use tract_onnx::prelude::*;
 
@@ -361,4 +363,92 @@ pub fn run(
         images_per_s,
         peak_kb,
     })
+}
+
+// The command line of `bench`: its flags (the doc comments are the --help text) and what
+// `onnx-rap bench` does with them.
+
+#[derive(clap::Args)]
+pub struct BenchCli {
+    /// The model (.onnx)
+    model: PathBuf,
+    /// Batch size
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Threads: tract's intra-op threads for the timed runs, and the workers of the
+    /// images/s measurement [default: every core]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
+    /// Timed runs of each
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Propagation rules
+    #[arg(long, value_enum, default_value = "rap")]
+    method: MethodArg,
+    /// Time the rules without the cheaper equivalent forms (see `compile --exact`)
+    #[arg(long)]
+    exact: bool,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+    /// Only plan and run one side once and print this process's peak RSS in kB (what
+    /// bench runs in its child processes to measure memory)
+    #[arg(long, value_enum, hide = true)]
+    peak_of: Option<PartArg>,
+    /// The input shape for --peak-of forward
+    #[arg(long, value_delimiter = ',', hide = true)]
+    peak_shape: Vec<usize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PartArg {
+    Forward,
+    Explain,
+}
+
+/// `onnx-rap bench`: time forward against explain and print the report (or JSON); with
+/// `--peak-of`, only print one side's peak RSS.
+pub fn main(cli: BenchCli) -> Result<()> {
+    let BenchCli {
+        model,
+        batch,
+        threads,
+        runs,
+        method: m,
+        exact,
+        json,
+        peak_of: peak_part,
+        peak_shape,
+    } = cli;
+    let opts = Options {
+        method: args::method(m),
+        tuning: Tuning::exact_if(exact),
+        ..Options::default()
+    };
+    if let Some(part) = peak_part {
+        let part = match part {
+            PartArg::Forward => Part::Forward,
+            PartArg::Explain => Part::Explain,
+        };
+        println!(
+            "{}",
+            peak_of(
+                &model,
+                &opts,
+                batch.max(1),
+                part,
+                (!peak_shape.is_empty()).then_some(peak_shape.as_slice()),
+            )?
+        );
+        return Ok(());
+    }
+    let threads = args::threads(threads);
+    let cli_args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let r = run(&model, &opts, batch.max(1), threads, runs.max(1), &cli_args)?;
+    if json {
+        println!("{}", r.to_json());
+    } else {
+        print!("{}", r.render());
+    }
+    Ok(())
 }

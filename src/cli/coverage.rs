@@ -12,12 +12,14 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{read_npy, write_npy};
 use serde_json::{json, Value as Json};
 
+use super::args::{self, MethodArg};
 use super::bench::median;
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::ir;
 use crate::pass::{compile_with_facts, signed_layers, Options, RELEVANCE};
+use crate::rules::{Method, Tuning};
 use crate::runtime::{Optimise, Plan, Value};
 
 const ORT_RUN: &str = include_str!("../../scripts/ort_run.py");
@@ -444,4 +446,115 @@ pub fn has_onnxruntime(python: &Path) -> bool {
 /// Rows as one JSON array.
 pub fn to_json(rows: &[Row]) -> Json {
     Json::Array(rows.iter().map(Row::to_json).collect())
+}
+
+// The command line of `coverage`: its flags (the doc comments are the --help text) and what
+// `onnx-rap coverage` does with them.
+
+#[derive(clap::Args)]
+pub struct CoverageCli {
+    /// Folders of .onnx models, or model files
+    #[arg(required = true, num_args = 1..)]
+    dirs: Vec<PathBuf>,
+    /// A Python with onnxruntime and numpy [default: .venv/bin/python if present, else python3]
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Write the Markdown table here (stdout always gets it)
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Timed runs per model
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Propagation rules to check
+    #[arg(long, value_enum, default_value = "rap")]
+    method: MethodArg,
+    /// Compile without the cheaper equivalent forms (see `compile --exact`)
+    #[arg(long)]
+    exact: bool,
+    /// Print one JSON array instead of the table
+    #[arg(long)]
+    json: bool,
+}
+
+/// `onnx-rap coverage`: check every model, print the table (or JSON), write it to --out; an
+/// error when any model failed.
+pub fn main(cli: CoverageCli) -> Result<()> {
+    let CoverageCli {
+        dirs,
+        python,
+        out,
+        runs,
+        method: method_arg,
+        exact,
+        json,
+    } = cli;
+    let opts = Options {
+        method: args::method(method_arg),
+        tuning: Tuning::exact_if(exact),
+        ..Options::default()
+    };
+    let python = python.unwrap_or_else(|| {
+        let venv = PathBuf::from(".venv/bin/python");
+        if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        }
+    });
+    let python = has_onnxruntime(&python).then_some(python.clone());
+    if python.is_none() {
+        eprintln!("warning: no onnxruntime in that Python: the onnxruntime column is not run");
+    }
+    let mut files = Vec::new();
+    for d in &dirs {
+        if d.is_file() {
+            files.push(d.clone());
+        } else {
+            files.extend(models_in(d)?);
+        }
+    }
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(files.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let zplus = Options {
+        method: Method::LrpZPlus,
+        ..opts.clone()
+    };
+    let mut rows = Vec::new();
+    for f in &files {
+        bar.set_message(f.display().to_string());
+        rows.push(check(f, python.as_deref(), runs, &opts, &zplus));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let table = table(&rows);
+    if let Some(out) = &out {
+        // Into an existing document between its markers, else as the whole file.
+        let (begin, end) = ("<!-- coverage table -->", "<!-- end of coverage table -->");
+        let text = match std::fs::read_to_string(out) {
+            Ok(doc) if doc.contains(begin) && doc.contains(end) => {
+                let head = &doc[..doc.find(begin).unwrap_or(0) + begin.len()];
+                let tail = &doc[doc.find(end).unwrap_or(doc.len())..];
+                format!("{head}\n{table}{tail}")
+            }
+            _ => table.clone(),
+        };
+        std::fs::write(out, text)
+            .map_err(|e| Error::Input(format!("{}: cannot write: {e}", out.display())))?;
+    }
+    if json {
+        println!("{}", to_json(&rows));
+    } else {
+        print!("{table}");
+    }
+    let failed = rows.iter().filter(|r| !r.ok()).count();
+    if failed > 0 {
+        return Err(Error::Runtime(format!(
+            "{failed} of {} models failed (listed above)",
+            rows.len()
+        )));
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
 use ndarray_npy::{NpzReader, ReadableElement, WriteNpyExt};
 use serde_json::{json, Value as Json};
 
+use super::args::{self, MethodArg};
 use super::explain::{image_preprocess, metadata};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
@@ -682,4 +683,111 @@ fn write_curves(r: &Report, out: &Path) -> Result<Vec<PathBuf>> {
     img.save(&png)
         .map_err(|e| bad_input!("{}: cannot write: {e}", png.display()))?;
     Ok(vec![csv_path, png])
+}
+
+// The command line of `eval`: its flags (the doc comments are the --help text) and what
+// `onnx-rap eval` does with them.
+
+#[derive(clap::Args)]
+pub struct EvalCli {
+    /// The model (.onnx)
+    model: PathBuf,
+    /// Benchmark .npz (images uint8 [N,H,W(,3)], labels, boxes [N,4] as x0,y0,x1,y1,
+    /// masks), or a folder of photos (preprocessed as `explain` does; only region
+    /// perturbation is scored, for the predicted class) [default: the model's
+    /// onnx_rap.benchmark metadata]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Methods to compare, comma-separated [default: all]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    methods: Vec<MethodArg>,
+    /// Stabiliser of lrp-eps
+    #[arg(long, default_value_t = crate::rules::DEFAULT_EPSILON)]
+    epsilon: f32,
+    /// Evaluate only the first N images
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Patch size of region perturbation (pixels)
+    #[arg(long, default_value_t = 4)]
+    patch: usize,
+    /// Perturbation steps (one patch each)
+    #[arg(long, default_value_t = 48)]
+    steps: usize,
+    /// Seed of the noise generator (SplitMix64, started at seed + image index)
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images per tract run of the explanation (tract's per-image time grows with the
+    /// batch, so the default runs each image alone, several at once on --threads)
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Threads: images run in parallel on one shared plan [default: every core]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
+    /// Output folder for curves.csv and curves.png
+    #[arg(short, long, default_value = "eval_out")]
+    out: PathBuf,
+    /// Also write every heatmap and perturbation curve (.npy) to this folder
+    #[arg(long, value_name = "DIR")]
+    dump: Option<PathBuf>,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    json: bool,
+}
+
+/// `onnx-rap eval`: score the methods, print the table (or JSON), write the curves.
+pub fn main(cli: EvalCli) -> Result<()> {
+    let EvalCli {
+        model,
+        data,
+        methods,
+        epsilon,
+        limit,
+        patch,
+        steps,
+        seed,
+        batch,
+        threads,
+        out,
+        dump,
+        json,
+    } = cli;
+    let methods: Vec<Method> = if methods.is_empty() {
+        Method::ALL.to_vec()
+    } else {
+        methods.into_iter().map(args::method).collect()
+    };
+    let args = Args {
+        model,
+        data,
+        methods,
+        epsilon,
+        limit,
+        patch,
+        steps,
+        seed,
+        batch,
+        threads: args::threads(threads),
+        out,
+        dump,
+    };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let r = run(&args, progress)?;
+    if json {
+        println!("{}", r.to_json());
+    } else {
+        println!(
+            "{}: {} images of {}, patches {}x{} ({} steps of {} patches), seed {}\n",
+            r.model, r.images, r.data, r.patch, r.patch, r.steps, r.patches, r.seed
+        );
+        print!("{}", r.table());
+        eprintln!(
+            "wrote {}",
+            r.files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }

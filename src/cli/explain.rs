@@ -8,12 +8,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
+use super::args::{self, parse_bounds, parse_interpolation, parse_size, LayoutArg, MethodArg};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::heatmap;
 use crate::image::{
-    display_factor, enlarge, load_image, load_npy, stack, tensor_picture, Layout,
+    display_factor, enlarge, load_image, load_npy, stack, tensor_picture, Interpolation, Layout,
     PartialPreprocess, Preprocess,
 };
 use crate::ir;
@@ -661,5 +662,150 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         )
     })?;
     let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+// The command line of `explain`: its flags (the doc comments are the --help text) and what
+// `onnx-rap explain` does with them.
+
+#[derive(clap::Args)]
+pub struct ExplainCli {
+    /// The model to explain (.onnx)
+    model: PathBuf,
+    /// Images (.png, .jpg), .npy tensors (float32, one sample or a batch), or folders of them
+    #[arg(short, long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Class to explain for every input [default: each input's predicted class]
+    #[arg(short, long)]
+    target: Option<i64>,
+    /// Output folder
+    #[arg(short, long, default_value = "rap_out")]
+    out: PathBuf,
+    /// Inputs per tract run. tract's per-image time grows with the batch (ResNet-50: 1.9x
+    /// at 8), so the default runs each input alone, several at once on --threads
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Threads: inputs run in parallel on one shared plan (reading and writing too); a
+    /// single input gets them inside tract instead [default: every core]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
+    /// Print one JSON array instead of lines
+    #[arg(long)]
+    json: bool,
+    /// Blend the heatmap over the input instead of placing it beside it
+    #[arg(long)]
+    blend: bool,
+    /// Propagation rules
+    #[arg(long, value_enum, default_value = "rap")]
+    method: MethodArg,
+    /// Stabiliser of --method lrp-eps
+    #[arg(long, default_value_t = crate::rules::DEFAULT_EPSILON)]
+    epsilon: f32,
+    /// Resize images to H,W directly (no crop) [default: metadata, else the input shape]
+    #[arg(long, value_name = "H,W", value_parser = parse_size, conflicts_with_all = ["resize", "crop"])]
+    size: Option<(u32, u32)>,
+    /// Resize images so that their shorter side is N, then crop the centre (--crop)
+    /// [default: metadata 'resize', else a plain resize]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    resize: Option<u32>,
+    /// The centre crop H,W taken after --resize [default: metadata 'crop', else the input
+    /// shape]
+    #[arg(long, value_name = "H,W", value_parser = parse_size)]
+    crop: Option<(u32, u32)>,
+    /// Resampling filter of the resize: nearest, bilinear, bicubic or lanczos [default:
+    /// metadata, else bilinear]
+    #[arg(long, value_name = "NAME", value_parser = parse_interpolation)]
+    interpolation: Option<Interpolation>,
+    /// Per-channel mean subtracted after scaling pixels to [0,1] [default: metadata, else 0]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation divided by [default: metadata, else 1]
+    #[arg(long, value_delimiter = ',')]
+    std: Option<Vec<f32>>,
+    /// Tensor layout of the model input [default: metadata, else detected from the model: a
+    /// Transpose after the input or a trailing 1 or 3]
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+    /// Convert images to one gray channel [default: metadata, else no]
+    #[arg(long)]
+    grayscale: bool,
+    /// Fixed bounds LO,HI for the input layer's z^B rule [default: per-sample min/max]
+    #[arg(long, value_name = "LO,HI", value_parser = parse_bounds, allow_hyphen_values = true)]
+    input_bounds: Option<(f32, f32)>,
+    /// After each input's line, print what every rule received and handed to its inputs
+    /// (from the logits to the input), to find where conservation breaks
+    #[arg(long)]
+    layer_sums: bool,
+}
+
+/// `onnx-rap explain`: explain every input, print one line each (or JSON), write the files.
+pub fn main(cli: ExplainCli) -> Result<()> {
+    let ExplainCli {
+        model,
+        input,
+        target,
+        out,
+        batch,
+        threads,
+        json,
+        blend,
+        method: m,
+        epsilon,
+        size,
+        resize,
+        crop,
+        interpolation,
+        mean,
+        std,
+        layout,
+        grayscale,
+        input_bounds,
+        layer_sums,
+    } = cli;
+    let args = Args {
+        model,
+        inputs: input,
+        target,
+        out,
+        batch,
+        threads: args::threads(threads),
+        blend,
+        preprocess: PartialPreprocess {
+            size,
+            resize,
+            crop,
+            interpolation,
+            layout: layout.map(args::layout),
+            grayscale: grayscale.then_some(true),
+            mean,
+            std,
+        },
+        compile: Options {
+            method: args::method(m),
+            epsilon,
+            bounds: args::bounds(input_bounds),
+            layer_sums,
+            ..Options::default()
+        },
+    };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcomes = run(&args, progress)?;
+    if json {
+        let v: Vec<_> = outcomes.iter().map(|o| o.to_json()).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Runtime(e.to_string()))?
+        );
+    } else {
+        for o in &outcomes {
+            println!("{}", o.line());
+            print!("{}", o.layer_table());
+        }
+        eprintln!(
+            "wrote {} file(s) to {}",
+            outcomes.iter().map(|o| o.files.len()).sum::<usize>(),
+            args.out.display()
+        );
+    }
     Ok(())
 }

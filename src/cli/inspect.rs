@@ -1,11 +1,11 @@
 //! `onnx-rap inspect MODEL`: what is in a model, and whether onnx-rap can explain it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ir::{Model, Node};
 use crate::onnx::proto::{type_proto, ValueInfoProto};
 use crate::onnx::tensor::{dtype_name, numel};
@@ -171,4 +171,31 @@ pub fn render(r: &Value) -> String {
         );
     }
     s
+}
+
+// The command line of `inspect`: its flags (the doc comments are the --help text) and what
+// `onnx-rap inspect` does with them.
+
+#[derive(clap::Args)]
+pub struct InspectCli {
+    /// The model (.onnx); external data files are read from its folder
+    model: PathBuf,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// `onnx-rap inspect`: print the report as text (or JSON).
+pub fn main(cli: InspectCli) -> Result<()> {
+    let InspectCli { model, json } = cli;
+    let r = report(&model)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| Error::Runtime(e.to_string()))?
+        );
+    } else {
+        print!("{}", render(&r));
+    }
+    Ok(())
 }

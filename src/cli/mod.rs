@@ -1,5 +1,7 @@
-//! The command line: one module per command.
+//! The command line: one module per command, each with its arguments (`<cmd>::<Cmd>Cli`)
+//! and what the command does with them (`<cmd>::main`); `args` holds what they share.
 
+pub mod args;
 pub mod bench;
 pub mod compile;
 pub mod coverage;

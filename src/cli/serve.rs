@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::args::{self, MethodArg};
 use super::explain::{image_preprocess, labels};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
@@ -243,4 +244,61 @@ fn answer(site: &Site, mut stream: TcpStream) -> std::io::Result<()> {
         stream.write_all(body)?;
     }
     stream.flush()
+}
+
+// The command line of `serve`: its flags (the doc comments are the --help text) and what
+// `onnx-rap serve` does with them.
+
+#[derive(clap::Args)]
+pub struct ServeCli {
+    /// The model the page explains (.onnx)
+    #[arg(default_value = "models/efficientnet_lite0.onnx")]
+    model: PathBuf,
+    /// The built page
+    #[arg(long, default_value = "web/dist")]
+    dir: PathBuf,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free port; the URL is printed)
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Write the site (page, model_rap.onnx, model.json) to DIR and exit
+    #[arg(long, value_name = "DIR")]
+    write_to: Option<PathBuf>,
+    /// Propagation rules
+    #[arg(long, value_enum, default_value = "rap")]
+    method: MethodArg,
+}
+
+/// `onnx-rap serve`: build the site, then write it to --write-to or serve it until stopped.
+pub fn main(cli: ServeCli) -> Result<()> {
+    let ServeCli {
+        model,
+        dir,
+        host,
+        port,
+        write_to,
+        method: m,
+    } = cli;
+    let opts = Options {
+        method: args::method(m),
+        ..Options::default()
+    };
+    let site = build(&dir, &model, &opts)?;
+    if let Some(out) = write_to {
+        let files = write(&site, &out)?;
+        eprintln!(
+            "wrote {} files ({} bytes) to {}; serve that folder with any static server",
+            files.len(),
+            site.bytes(),
+            out.display()
+        );
+        return Ok(());
+    }
+    let (listener, url) = bind(&host, port)?;
+    println!("serving {} at {url} (Ctrl-C to stop)", model.display());
+    std::io::Write::flush(&mut std::io::stdout()).ok();
+    serve(site, listener)?;
+    Ok(())
 }
