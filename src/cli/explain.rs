@@ -541,8 +541,9 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             )?);
         }
     }
-    type Result1 = (ArrayD<f32>, Vec<f32>, Vec<LayerSum>);
-    let runs = crate::parallel::map(workers, &chunks, |_, chunk| -> Result<Vec<Result1>> {
+    // Per input: its relevance, its logits, its layer-sum rows.
+    type PerInput = (ArrayD<f32>, Vec<f32>, Vec<LayerSum>);
+    let runs = crate::parallel::map(workers, &chunks, |_, chunk| -> Result<Vec<PerInput>> {
         let out = plans[&chunk.len()].run(&inputs_of(chunk))?;
         let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         let logits = get(&logits_name).ok_or_else(|| Error::Runtime("no logits output".into()))?;
@@ -579,10 +580,10 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         Ok(per_input)
     })?;
     bar.finish_and_clear();
-    let results: Vec<Result1> = runs.into_iter().flatten().collect();
+    let results: Vec<PerInput> = runs.into_iter().flatten().collect();
 
     // Write the files (PNG encoding on every worker).
-    let jobs: Vec<(&Item, Result1)> = items.iter().zip(results).collect();
+    let jobs: Vec<(&Item, PerInput)> = items.iter().zip(results).collect();
     let outcomes = crate::parallel::map(threads, &jobs, |_, (it, (rel, logits, layer_sums))| {
         let predicted = argmax(logits);
         let target = args.target.map_or(predicted, |t| t as usize);
