@@ -682,7 +682,7 @@ pub struct ExplainCli {
     /// Output folder
     #[arg(short, long, default_value = "rap_out")]
     out: PathBuf,
-    /// Inputs per tract run. tract's per-image time grows with the batch (ResNet-50: 1.9x
+    /// Inputs per tract run. tract's per-image time grows with the batch (ResNet-50: 1.5x
     /// at 8), so the default runs each input alone, several at once on --threads
     #[arg(long, default_value_t = 1)]
     batch: usize,
