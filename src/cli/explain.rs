@@ -357,6 +357,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     let model = super::load_model(&args.model)?;
     let proto = ir::export(&model)?;
     let facts = infer_facts(&proto, &origin)?;
+    drop(proto); // every copy of the weights goes as soon as it is not needed
     let opts = Options {
         target_input: args.target.is_some(),
         ..args.compile.clone()
@@ -422,6 +423,14 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     let pp = args.preprocess.clone();
     let image_pp = image_preprocess(&model, &sample, pp, &origin)?;
     let layout = image_pp.as_ref().map_or(Layout::Nchw, |p| p.layout);
+    let names: Vec<String> = compiled
+        .graph
+        .outputs
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
+    // The plan is made from `bytes` alone: the two graphs (and their weights) go first.
+    drop((model, compiled));
 
     // Read every input before writing anything (decoding on every worker).
     let files = expand(&args.inputs)?;
@@ -501,12 +510,6 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     } else {
         ProgressBar::hidden()
     };
-    let names: Vec<String> = compiled
-        .graph
-        .outputs
-        .iter()
-        .map(|o| o.name().to_string())
-        .collect();
     let layer_outputs: Vec<&String> = names
         .iter()
         .filter(|n| n.starts_with(crate::pass::LAYER_SUM))
