@@ -786,18 +786,19 @@ fn shift(cx: &mut Cx, lin: &Lin, c: &str, r: &str, tag: &str) -> Result<String> 
     let n_all = sum(cx, &n, "count")?;
     let per_all = cx.e.sd(&left, &n_all, &format!("{tag}.per_all"))?;
     let per = cx.e.add(&per, &per_all, &format!("{tag}.per"))?;
-    // A convolution's per-position amount, [N, 1, ...], copied to every channel by a 1x1 Conv
-    // with a kernel of ones before it meets the mask: tract multiplies a tensor broadcast over
-    // the channel axis slowly (ResNet-50: 18.7 ms of a 390 ms explanation; with the copy the
-    // explanation took 374-383 ms). The values are the same (a copy times 1.0).
+    // A convolution's per-position amount, [N, 1, ...], copied to every channel (Expand)
+    // before it meets the mask: tract multiplies a tensor broadcast over the channel axis
+    // slowly (ResNet-50, `profile_explain`: 18.7 ms of a 390 ms explanation; 2.2 ms for the
+    // product and 0.5 ms for the copy). Not a 1x1 Conv of ones: tract 0.23.9's convolutions
+    // with one input channel give run-dependent values on small planes (tests/tiny_nets.rs,
+    // pooled planes).
     let per = if lin.conv.is_some() {
-        let dims: Vec<i64> = [vec![cin, 1], vec![1; lin.rank - 2]].concat();
-        let ones = cx.e.const_f32(
-            &format!("{tag}.pos.spread.ones"),
-            &dims,
-            &vec![1.0; cin as usize],
+        let to = cx.e.const_i64(
+            &format!("{tag}.pos.spread.shape"),
+            &[lin.rank as i64],
+            &[vec![1, cin], vec![1; lin.rank - 2]].concat(),
         );
-        cx.e.op("Conv", &format!("{tag}.pos.spread"), &[&per, &ones], vec![])?
+        cx.e.op("Expand", &format!("{tag}.pos.spread"), &[&per, &to], vec![])?
     } else {
         per
     };
