@@ -29,6 +29,20 @@ impl Const {
         }
     }
 
+    fn as_f32(&self) -> Option<&ArrayD<f32>> {
+        match self {
+            Const::F32(a) => Some(a),
+            Const::I64(_) => None,
+        }
+    }
+
+    fn as_i64(&self) -> Option<&ArrayD<i64>> {
+        match self {
+            Const::I64(a) => Some(a),
+            Const::F32(_) => None,
+        }
+    }
+
     /// Apply the same shape-only operation to either element type.
     fn map_layout(
         &self,
@@ -43,10 +57,7 @@ impl Const {
 }
 
 fn ints_of(c: &Const) -> Option<Vec<i64>> {
-    match c {
-        Const::I64(a) => Some(a.iter().copied().collect()),
-        Const::F32(_) => None,
-    }
+    c.as_i64().map(|a| a.iter().copied().collect())
 }
 
 /// `axis` (possibly negative) as an index into `rank` axes.
@@ -255,9 +266,7 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Const>]) -> Option<Vec<Const>> {
         }
         "Gather" => {
             let x = first()?;
-            let Const::I64(idx) = inputs.get(1).copied().flatten()? else {
-                return None;
-            };
+            let idx = inputs.get(1).copied().flatten()?.as_i64()?;
             let axis = axis_index(attr::int(node, "axis").ok()?.unwrap_or(0), x.shape().len())?;
             x.map_layout(|a| gather(a, axis, idx), |a| gather(a, axis, idx))?
         }
@@ -265,26 +274,13 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Const>]) -> Option<Vec<Const>> {
             let parts: Vec<&Const> = inputs.iter().copied().collect::<Option<_>>()?;
             let rank = parts.first()?.shape().len();
             let axis = axis_index(attr::int(node, "axis").ok()??, rank)?;
-            if parts.iter().all(|p| matches!(p, Const::F32(_))) {
-                let arrays: Vec<&ArrayD<f32>> = parts
-                    .iter()
-                    .filter_map(|p| match p {
-                        Const::F32(a) => Some(a),
-                        Const::I64(_) => None,
-                    })
-                    .collect();
-                Const::F32(concat(&arrays, axis)?)
-            } else if parts.iter().all(|p| matches!(p, Const::I64(_))) {
-                let arrays: Vec<&ArrayD<i64>> = parts
-                    .iter()
-                    .filter_map(|p| match p {
-                        Const::I64(a) => Some(a),
-                        Const::F32(_) => None,
-                    })
-                    .collect();
-                Const::I64(concat(&arrays, axis)?)
-            } else {
-                return None;
+            // One element type for every part, or tract decides.
+            let f32s: Option<Vec<&ArrayD<f32>>> = parts.iter().map(|p| p.as_f32()).collect();
+            let i64s: Option<Vec<&ArrayD<i64>>> = parts.iter().map(|p| p.as_i64()).collect();
+            match (f32s, i64s) {
+                (Some(a), _) => Const::F32(concat(&a, axis)?),
+                (_, Some(a)) => Const::I64(concat(&a, axis)?),
+                _ => return None,
             }
         }
         "ConstantOfShape" => {

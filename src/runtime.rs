@@ -40,6 +40,16 @@ pub fn set_intra_op_threads(threads: usize) {
     tract_linalg::multithread::set_default_executor(executor);
 }
 
+/// Split `threads` between `runs` independent runs and tract: one worker per run up to
+/// `threads` (images in parallel first), the threads left over when there are fewer runs go
+/// inside tract. Returns the number of workers.
+pub fn share_threads(threads: usize, runs: usize) -> usize {
+    let threads = threads.max(1);
+    let workers = threads.min(runs).max(1);
+    set_intra_op_threads(threads / workers);
+    workers
+}
+
 /// How much of tract's optimiser a plan goes through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Optimise {

@@ -439,8 +439,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         ProgressBar::hidden()
     };
 
-    let workers = args.threads.clamp(1, n.max(1));
-    crate::runtime::set_intra_op_threads(args.threads.max(1) / workers);
+    let workers = crate::runtime::share_threads(args.threads, n);
     let mut scores = Vec::new();
     for &method in &args.methods {
         bar.set_prefix(method.name());

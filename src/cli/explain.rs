@@ -521,9 +521,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         args.batch.max(1)
     };
     let chunks: Vec<&[Item]> = items.chunks(per_run).collect();
-    // Images in parallel first; threads left over (fewer runs than threads) go inside tract.
-    let workers = threads.min(chunks.len()).max(1);
-    crate::runtime::set_intra_op_threads(threads / workers);
+    let workers = crate::runtime::share_threads(threads, chunks.len());
     let inputs_of = |chunk: &[Item]| {
         let refs: Vec<&ArrayD<f32>> = chunk.iter().map(|i| &i.tensor).collect();
         let mut inputs = vec![Value::F32(stack(&refs))];

@@ -420,13 +420,5 @@ pub fn run(bytes: &[u8], dir: &Path, origin: &str, variant: u64) -> (Outcome, Du
 
 /// The peak resident memory of this process so far (VmHWM), in bytes; 0 where unknown.
 pub fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    onnx_rap::cli::bench::peak_rss_kb() * 1024
 }
