@@ -1,7 +1,8 @@
 //! Where the time of an explanation goes: run model_rap.onnx in tract with a timer around every
 //! node, and sum the times by op and by the part of the relevance rule that emitted the node.
 //!
-//! usage: cargo run --release --example profile_explain -- MODEL [BATCH] [RUNS]
+//! usage: cargo run --release --example profile_explain -- MODEL [BATCH] [RUNS] [TOP]
+//! (TOP: the lines shown per table, default 24)
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -14,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::path::Path::new(&args[1]);
     let batch: usize = args.get(2).map_or(1, |s| s.parse().unwrap());
     let runs: usize = args.get(3).map_or(3, |s| s.parse().unwrap());
+    let top: usize = args.get(4).map_or(24, |s| s.parse().unwrap());
     let proto = onnx_rap::onnx::load(path)?;
     let model = onnx_rap::ir::import(&proto, &args[1])?;
     let rap = compile(&model, &Options::default(), &args[1])?;
@@ -87,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut v: Vec<_> = m.iter().collect();
         v.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap());
         println!("{title}");
-        for (k, t) in v.iter().take(24) {
+        for (k, t) in v.iter().take(top) {
             println!(
                 "  {:<44} {:>8.2} ms  {:>5.1}%",
                 k,

@@ -155,3 +155,31 @@ fn rap_conserves_at_every_rule_where_the_official_rules_do_not() {
         );
     }
 }
+
+/// tract gives the same relevance run after run on this graph's small planes (8x8 and 4x4),
+/// where its biased hidden convolutions take `y - b` from a depthwise 1x1 convolution (tract
+/// 0.23.9 has given run-dependent values for other small convolutions: tests/tiny_nets.rs).
+#[test]
+fn tract_gives_the_same_relevance_run_after_run() {
+    let bytes = compiled(Method::Rap);
+    let graph = onnx_rap::onnx::decode(&bytes, MODEL)
+        .unwrap()
+        .graph
+        .unwrap();
+    let depthwise = graph
+        .node
+        .iter()
+        .filter(|n| n.name().ends_with(".y.nobias") && n.op_type() == "Conv")
+        .count();
+    assert!(depthwise >= 2, "{depthwise} depthwise y - b");
+    let inputs = [Value::F32(npy_f32(&root().join(INPUT)))];
+    let names = output_names(&bytes);
+    let at = names.iter().position(|n| n == "relevance").unwrap();
+    let plan =
+        onnx_rap::runtime::Plan::with(&bytes, &inputs, names, onnx_rap::runtime::Optimise::Codegen)
+            .unwrap();
+    let first = plan.run(&inputs).unwrap()[at].1.clone();
+    for _ in 0..20 {
+        assert_eq!(plan.run(&inputs).unwrap()[at].1, first);
+    }
+}

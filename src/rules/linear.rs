@@ -186,6 +186,21 @@ impl Lin {
             let s = cx.e.scalar(*beta);
             b = cx.e.mul(&b, &s, "y.beta")?;
         }
+        if self.conv.is_some() && self.c > 1 {
+            // y - b per channel as a depthwise 1x1 convolution with weight 1 and bias -b:
+            // y * 1 + (-b) is y - b bit for bit, and tract runs it ~4x faster than a
+            // subtraction broadcast over the planes (VGG-16: 44 ms -> 11 ms). Not for one
+            // channel: tract 0.23.9's one-input-channel convolutions are unreliable there.
+            let nb = cx.e.neg(&b, "y.bias.neg")?;
+            let dims: Vec<i64> = [vec![self.c, 1], vec![1; self.rank - 2]].concat();
+            let ones = cx.e.const_f32("y.ones", &dims, &vec![1.0; self.c as usize]);
+            return cx.e.op(
+                "Conv",
+                "y.nobias",
+                &[&self.y, &ones, &nb],
+                vec![make_int("group", self.c)],
+            );
+        }
         if self.conv.is_some() {
             let shape: Vec<i64> = std::iter::once(-1)
                 .chain(std::iter::repeat_n(1, self.rank - 2))
