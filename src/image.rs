@@ -212,34 +212,54 @@ pub struct Prepared {
     pub shown: RgbImage,
 }
 
-/// Decode one image file, upright: the EXIF orientation (JPEG, PNG) is applied.
-pub fn decode(path: &Path) -> Result<DynamicImage> {
+/// A decoder's error as one line naming the file.
+fn not_readable(path: &Path, e: &dyn std::fmt::Display) -> crate::Error {
     // Decoders' messages may span lines: one line, whitespace collapsed.
-    let bad = |e: &dyn std::fmt::Display| {
-        let e = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        bad_input!("{}: not a readable PNG or JPEG image: {e}", path.display())
-    };
+    let e = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    bad_input!("{}: not a readable PNG or JPEG image: {e}", path.display())
+}
+
+/// The file opened and its header read (format, size): what can be checked without
+/// decoding the pixels.
+fn open_decoder(path: &Path) -> Result<impl image::ImageDecoder> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
         return Err(bad_input!(
             "{}: the file is empty, not an image",
             path.display()
         ));
     }
-    let mut decoder = image::ImageReader::open(path)
+    image::ImageReader::open(path)
         .map_err(|e| bad_input!("{}: cannot open the image: {e}", path.display()))?
         .with_guessed_format()
         .map_err(|e| bad_input!("{}: cannot read the image: {e}", path.display()))?
         .into_decoder()
-        .map_err(|e| bad(&e))?;
+        .map_err(|e| not_readable(path, &e))
+}
+
+/// Check that `path` looks like a readable image (its header), without decoding it.
+pub fn probe(path: &Path) -> Result<()> {
+    let (w, h) = open_decoder(path)?.dimensions();
+    if w == 0 || h == 0 {
+        return Err(bad_input!(
+            "{}: the image is empty (0 pixels)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Decode one image file, upright: the EXIF orientation (JPEG, PNG) is applied.
+pub fn decode(path: &Path) -> Result<DynamicImage> {
+    let mut decoder = open_decoder(path)?;
     // A damaged EXIF block leaves the image as stored.
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| bad(&e))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| not_readable(path, &e))?;
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(bad_input!(

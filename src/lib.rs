@@ -18,6 +18,7 @@ pub mod guard;
 pub mod heatmap;
 pub mod image;
 pub mod metrics;
+pub mod outdir;
 pub mod parallel;
 pub mod pass;
 pub mod plot;

@@ -262,6 +262,22 @@ fn bad_inputs_are_refused_before_anything_is_written() {
     let cut = tmp.path().join("cut.png");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     refuses(&[&model(), "--input", s(&cut), "--out", o], &out, "cut.png");
+    // its header reads, so it fails when its pixels are decoded, on a worker, after the good
+    // image's files were written: they are staged, and go with the failure
+    refuses(
+        &[
+            &model(),
+            "--input",
+            s(&good),
+            s(&cut),
+            "--out",
+            o,
+            "--threads",
+            "1",
+        ],
+        &out,
+        "cut.png",
+    );
     let empty = tmp.path().join("empty.jpg");
     std::fs::write(&empty, "").unwrap();
     refuses(

@@ -248,8 +248,15 @@ pub fn top_k(logits: &[f32], k: usize, labels: Option<&[String]>) -> Vec<Ranked>
 struct Item {
     name: String,
     source: PathBuf,
-    tensor: ArrayD<f32>,
-    shown: image::RgbImage,
+    data: Data,
+}
+
+/// An input's values: a tensor read from a .npy file (with its picture), or an image file
+/// whose header was checked, decoded when its run comes (so a folder of any size holds only
+/// the images being run in memory).
+enum Data {
+    Tensor(ArrayD<f32>, image::RgbImage),
+    Image,
 }
 
 const IMAGE_EXT: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -432,7 +439,9 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     // The plan is made from `bytes` alone: the two graphs (and their weights) go first.
     drop((model, compiled));
 
-    // Read every input before writing anything (decoding on every worker).
+    // Every input checked before the first run: .npy files are read (their sample counts name
+    // the outputs), images only opened and their headers read; they are decoded on the worker
+    // that runs them.
     let files = expand(&args.inputs)?;
     let threads = args.threads.max(1);
     let read = crate::parallel::map(threads, &files, |_, f| -> Result<Vec<Item>> {
@@ -447,28 +456,29 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
                 Ok(samples
                     .into_iter()
                     .enumerate()
-                    .map(|(k, t)| Item {
-                        name: if many {
-                            format!("{stem}_{k}")
-                        } else {
-                            stem.clone()
-                        },
-                        source: f.clone(),
-                        shown: tensor_picture(&t, layout),
-                        tensor: t,
+                    .map(|(k, t)| {
+                        let picture = tensor_picture(&t, layout);
+                        Item {
+                            name: if many {
+                                format!("{stem}_{k}")
+                            } else {
+                                stem.clone()
+                            },
+                            source: f.clone(),
+                            data: Data::Tensor(t, picture),
+                        }
                     })
                     .collect())
             }
             Some(x) if IMAGE_EXT.contains(&x) => {
-                let pp = image_pp.as_ref().ok_or_else(|| {
-                    bad_input!("{}: the model input has shape {sample:?} per sample, not an image; pass a .npy tensor", f.display())
-                })?;
-                let p = load_image(f, pp)?;
+                if image_pp.is_none() {
+                    return Err(bad_input!("{}: the model input has shape {sample:?} per sample, not an image; pass a .npy tensor", f.display()));
+                }
+                crate::image::probe(f)?;
                 Ok(vec![Item {
                     name: stem,
                     source: f.clone(),
-                    tensor: p.tensor,
-                    shown: p.shown,
+                    data: Data::Image,
                 }])
             }
             _ => Err(bad_input!(
@@ -497,9 +507,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             it.name = format!("{}_{}", it.name, n);
         }
     }
-    prepare_out_dir(&args.out)?;
 
-    // Run in batches.
     let bar = if progress && items.len() > 1 {
         let b = ProgressBar::new(items.len() as u64);
         b.set_style(
@@ -522,30 +530,56 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     };
     let chunks: Vec<&[Item]> = items.chunks(per_run).collect();
     let workers = crate::runtime::share_threads(threads, chunks.len());
-    let inputs_of = |chunk: &[Item]| {
-        let refs: Vec<&ArrayD<f32>> = chunk.iter().map(|i| &i.tensor).collect();
-        let mut inputs = vec![Value::F32(stack(&refs))];
-        if let Some(t) = args.target {
-            inputs.push(Value::I64(ArrayD::from_elem(vec![chunk.len()], t)));
-        }
-        inputs
+    let target_input = |n: usize| {
+        args.target
+            .map(|t| Value::I64(ArrayD::from_elem(vec![n], t)))
     };
-    // One plan per run size (the last run may be shorter), shared by every worker.
+    // One plan per run size (the last run may be shorter), shared by every worker; planned
+    // for the shapes alone.
     let mut plans: HashMap<usize, Plan> = HashMap::new();
     for chunk in &chunks {
         if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
+            let mut shape = vec![chunk.len()];
+            shape.extend_from_slice(&sample);
+            let mut inputs = vec![Value::F32(ArrayD::zeros(shape))];
+            inputs.extend(target_input(chunk.len()));
             e.insert(Plan::with(
                 &bytes,
-                &inputs_of(chunk),
+                &inputs,
                 names.clone(),
                 Optimise::Codegen,
             )?);
         }
     }
-    // Per input: its relevance, its logits, its layer-sum rows.
-    type PerInput = (ArrayD<f32>, Vec<f32>, Vec<LayerSum>);
-    let runs = crate::parallel::map(workers, &chunks, |_, chunk| -> Result<Vec<PerInput>> {
-        let out = plans[&chunk.len()].run(&inputs_of(chunk))?;
+
+    // Each worker decodes its inputs, runs them and writes their files, into a staging folder
+    // that becomes the output only when every input has succeeded.
+    let staged = crate::outdir::Staged::new(&args.out)?;
+    let explain_chunk = |chunk: &[Item]| -> Result<Vec<Outcome>> {
+        let mut tensors = Vec::with_capacity(chunk.len());
+        let mut shown = Vec::with_capacity(chunk.len());
+        for it in chunk {
+            match &it.data {
+                Data::Tensor(t, picture) => {
+                    tensors.push(std::borrow::Cow::Borrowed(t));
+                    shown.push(std::borrow::Cow::Borrowed(picture));
+                }
+                Data::Image => {
+                    let pp = image_pp
+                        .as_ref()
+                        .expect("checked when the input was listed");
+                    let p = load_image(&it.source, pp)?;
+                    tensors.push(std::borrow::Cow::Owned(p.tensor));
+                    shown.push(std::borrow::Cow::Owned(p.shown));
+                }
+            }
+        }
+        let refs: Vec<&ArrayD<f32>> = tensors.iter().map(|t| t.as_ref()).collect();
+        let mut inputs = vec![Value::F32(stack(&refs))];
+        drop(tensors);
+        inputs.extend(target_input(chunk.len()));
+        let out = plans[&chunk.len()].run(&inputs)?;
+        drop(inputs);
         let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         let logits = get(&logits_name).ok_or_else(|| Error::Runtime("no logits output".into()))?;
         let rel = get(crate::pass::RELEVANCE)
@@ -554,84 +588,105 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         for n in &layer_outputs {
             sums.push(get(n).ok_or_else(|| Error::Runtime(format!("no output {n}")))?);
         }
-        let per_input = (0..chunk.len())
-            .map(|k| {
-                let rows = layer_outputs
-                    .iter()
-                    .zip(&sums)
-                    .map(|(n, a)| {
-                        let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
-                        let pair = a.index_axis(Axis(0), k);
-                        LayerSum {
-                            op: op_types.get(&layer).cloned().unwrap_or_else(|| "?".into()),
-                            layer,
-                            received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
-                            handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
-                        }
-                    })
-                    .collect();
-                (
-                    rel.index_axis(Axis(0), k).to_owned(),
-                    logits.index_axis(Axis(0), k).iter().copied().collect(),
-                    rows,
-                )
-            })
-            .collect();
-        bar.inc(chunk.len() as u64);
-        Ok(per_input)
-    })?;
-    bar.finish_and_clear();
-    let results: Vec<PerInput> = runs.into_iter().flatten().collect();
-
-    // Write the files (PNG encoding on every worker).
-    let jobs: Vec<(&Item, PerInput)> = items.iter().zip(results).collect();
-    let outcomes = crate::parallel::map(threads, &jobs, |_, (it, (rel, logits, layer_sums))| {
-        let predicted = argmax(logits);
-        let target = args.target.map_or(predicted, |t| t as usize);
-        let label_of = |k: usize| labels.as_ref().and_then(|l| l.get(k).cloned());
-        let pos: f64 = rel.iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum();
-        let neg: f64 = rel.iter().filter(|v| **v < 0.0).map(|v| -(*v as f64)).sum();
-        let mut files = Vec::new();
-        let npy = args.out.join(format!("{}_relevance.npy", it.name));
-        ndarray_npy::write_npy(&npy, rel)
-            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", npy.display())))?;
-        files.push(npy);
-        if let Some(m) = channel_sum(rel, layout) {
-            // The heatmap at model resolution (pixel for pixel the graph's `heatmap_rgb`);
-            // the overlay enlarged to at least DISPLAY_MIN_SIDE pixels on its short side.
-            let (w, h) = it.shown.dimensions();
-            let heat = heatmap::render(m.view(), w, h);
-            let hp = args.out.join(format!("{}_heatmap.png", it.name));
-            heat.save(&hp)
-                .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", hp.display())))?;
-            let k = display_factor(w, h);
-            let op = args.out.join(format!("{}_overlay.png", it.name));
-            heatmap::overlay(&enlarge(&it.shown, k), &enlarge(&heat, k), args.blend)
-                .save(&op)
-                .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", op.display())))?;
-            files.push(hp);
-            files.push(op);
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        for (k, it) in chunk.iter().enumerate() {
+            let layer_sums = layer_outputs
+                .iter()
+                .zip(&sums)
+                .map(|(n, a)| {
+                    let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
+                    let pair = a.index_axis(Axis(0), k);
+                    LayerSum {
+                        op: op_types.get(&layer).cloned().unwrap_or_else(|| "?".into()),
+                        layer,
+                        received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
+                        handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
+                    }
+                })
+                .collect();
+            let rel = rel.index_axis(Axis(0), k).to_owned();
+            let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
+            outcomes.push(write_outcome(
+                it, &shown[k], &rel, &logits, layer_sums, &labels, args, layout, &staged,
+            )?);
         }
-        Ok(Outcome {
-            name: it.name.clone(),
-            source: it.source.clone(),
-            predicted,
-            label: label_of(predicted),
-            target,
-            target_label: label_of(target),
-            logit: logits.get(target).copied().unwrap_or(f32::NAN),
-            relevance_sum: rel.iter().map(|v| *v as f64).sum(),
-            top5: top_k(logits, 5, labels.as_deref()),
-            layer_sums: layer_sums.clone(),
-            positive_share: if pos + neg > 0.0 {
-                pos / (pos + neg)
-            } else {
-                0.0
-            },
-            files,
-        })
-    })?;
-    Ok(outcomes)
+        bar.inc(chunk.len() as u64);
+        Ok(outcomes)
+    };
+    let outcomes = crate::parallel::map(workers, &chunks, |_, chunk| explain_chunk(chunk));
+    bar.finish_and_clear();
+    match outcomes {
+        Ok(o) => {
+            staged.commit()?;
+            Ok(o.into_iter().flatten().collect())
+        }
+        Err(e) => {
+            staged.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// Write one input's files (its relevance .npy, and for an image-shaped input the heatmap
+/// and the overlay) into the staging folder, and say what they hold.
+#[allow(clippy::too_many_arguments)]
+fn write_outcome(
+    it: &Item,
+    shown: &image::RgbImage,
+    rel: &ArrayD<f32>,
+    logits: &[f32],
+    layer_sums: Vec<LayerSum>,
+    labels: &Option<Vec<String>>,
+    args: &Args,
+    layout: Layout,
+    staged: &crate::outdir::Staged,
+) -> Result<Outcome> {
+    let predicted = argmax(logits);
+    let target = args.target.map_or(predicted, |t| t as usize);
+    let label_of = |k: usize| labels.as_ref().and_then(|l| l.get(k).cloned());
+    let pos: f64 = rel.iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum();
+    let neg: f64 = rel.iter().filter(|v| **v < 0.0).map(|v| -(*v as f64)).sum();
+    let mut files = Vec::new();
+    let cannot = |p: &Path, e: &dyn std::fmt::Display| {
+        Error::Runtime(format!("{}: cannot write: {e}", p.display()))
+    };
+    let npy = format!("{}_relevance.npy", it.name);
+    ndarray_npy::write_npy(staged.path(&npy), rel).map_err(|e| cannot(&staged.path(&npy), &e))?;
+    files.push(staged.final_path(&npy));
+    if let Some(m) = channel_sum(rel, layout) {
+        // The heatmap at model resolution (pixel for pixel the graph's `heatmap_rgb`);
+        // the overlay enlarged to at least DISPLAY_MIN_SIDE pixels on its short side.
+        let (w, h) = shown.dimensions();
+        let heat = heatmap::render(m.view(), w, h);
+        let hp = format!("{}_heatmap.png", it.name);
+        heat.save(staged.path(&hp))
+            .map_err(|e| cannot(&staged.path(&hp), &e))?;
+        let k = display_factor(w, h);
+        let op = format!("{}_overlay.png", it.name);
+        heatmap::overlay(&enlarge(shown, k), &enlarge(&heat, k), args.blend)
+            .save(staged.path(&op))
+            .map_err(|e| cannot(&staged.path(&op), &e))?;
+        files.push(staged.final_path(&hp));
+        files.push(staged.final_path(&op));
+    }
+    Ok(Outcome {
+        name: it.name.clone(),
+        source: it.source.clone(),
+        predicted,
+        label: label_of(predicted),
+        target,
+        target_label: label_of(target),
+        logit: logits.get(target).copied().unwrap_or(f32::NAN),
+        relevance_sum: rel.iter().map(|v| *v as f64).sum(),
+        top5: top_k(logits, 5, labels.as_deref()),
+        layer_sums,
+        positive_share: if pos + neg > 0.0 {
+            pos / (pos + neg)
+        } else {
+            0.0
+        },
+        files,
+    })
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -650,21 +705,6 @@ fn channel_sum(rel: &ArrayD<f32>, layout: Layout) -> Option<ndarray::Array2<f32>
         Layout::Nhwc => 2,
     };
     rel.sum_axis(Axis(axis)).into_dimensionality::<Ix2>().ok()
-}
-
-/// Create the output folder and make sure files can be written into it.
-fn prepare_out_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| bad_input!("{}: cannot create the output folder: {e}", dir.display()))?;
-    let probe = dir.join(".onnx-rap-write-test");
-    std::fs::write(&probe, b"").map_err(|e| {
-        bad_input!(
-            "{}: cannot write into the output folder: {e}",
-            dir.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
 }
 
 // The command line of `explain`: its flags (the doc comments are the --help text) and what
