@@ -1,6 +1,7 @@
 //! `onnx-rap explain MODEL --input PATH...`: compile in memory, run with tract, and write a
 //! heatmap PNG, an overlay PNG and the raw relevance (.npy) for every input.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -561,16 +562,16 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         for it in chunk {
             match &it.data {
                 Data::Tensor(t, picture) => {
-                    tensors.push(std::borrow::Cow::Borrowed(t));
-                    shown.push(std::borrow::Cow::Borrowed(picture));
+                    tensors.push(Cow::Borrowed(t));
+                    shown.push(Cow::Borrowed(picture));
                 }
                 Data::Image => {
-                    let pp = image_pp
-                        .as_ref()
-                        .expect("checked when the input was listed");
+                    let pp = image_pp.as_ref().ok_or_else(|| {
+                        Error::Runtime(format!("{}: no image preprocessing", it.source.display()))
+                    })?;
                     let p = load_image(&it.source, pp)?;
-                    tensors.push(std::borrow::Cow::Owned(p.tensor));
-                    shown.push(std::borrow::Cow::Owned(p.shown));
+                    tensors.push(Cow::Owned(p.tensor));
+                    shown.push(Cow::Owned(p.shown));
                 }
             }
         }
@@ -720,14 +721,15 @@ pub struct ExplainCli {
     /// Class to explain for every input [default: each input's predicted class]
     #[arg(short, long)]
     target: Option<i64>,
-    /// Output folder
+    /// Output folder; its files appear when every input has been explained (on an error it
+    /// is left as it was)
     #[arg(short, long, default_value = "rap_out")]
     out: PathBuf,
     /// Inputs per tract run. tract's per-image time grows with the batch (ResNet-50: 1.5x
     /// at 8), so the default runs each input alone, several at once on --threads
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Threads: inputs run in parallel on one shared plan (reading and writing too); a
+    /// Threads: each decodes, runs and writes one input at a time, all sharing one plan; a
     /// single input gets them inside tract instead [default: every core]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     threads: Option<u32>,
