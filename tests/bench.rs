@@ -31,12 +31,15 @@ fn bench_json_reports_throughput_and_each_sides_peak_memory() {
         (f("ratio") - f("explain_s") / f("forward_s")).abs() < 1e-9,
         "{out}"
     );
-    // 2 workers of batch 1: images/s is positive and no more than 2 workers each at the
-    // fastest single run could give (with a margin for that run's own noise).
+    // 2 workers of batch 1: a throughput for each side. Only its presence and sign are
+    // checked: any bound from the single-run timings is a timed assertion (a CI run on a
+    // loaded machine once saw 2 warm workers beat 2x the single runs' best by 58%).
     for side in ["forward", "explain"] {
         let ips = f(&format!("images_per_s_{side}"));
-        let best = v[format!("{side}_min_max_s")][0].as_f64().unwrap();
-        assert!(ips > 0.0 && ips <= 2.0 / best * 1.5, "{side}: {out}");
+        assert!(ips.is_finite() && ips > 0.0, "{side}: {out}");
+        let [lo, hi] = [0, 1].map(|i| v[format!("{side}_min_max_s")][i].as_f64().unwrap());
+        let median = f(&format!("{side}_s"));
+        assert!(0.0 < lo && lo <= median && median <= hi, "{side}: {out}");
     }
     // The children ran: both peaks are there, and the explanation (compile + a plan holding
     // W, W+ and the stacked kernels) takes more memory than plain tract's forward pass.
