@@ -186,11 +186,12 @@ impl Lin {
             let s = cx.e.scalar(*beta);
             b = cx.e.mul(&b, &s, "y.beta")?;
         }
-        if self.conv.is_some() && self.c > 1 {
+        if self.conv.is_some() && self.c > 1 && !cx.dynamic.contains(&b) {
             // y - b per channel as a depthwise 1x1 convolution with weight 1 and bias -b:
             // y * 1 + (-b) is y - b bit for bit, and tract runs it ~4x faster than a
             // subtraction broadcast over the planes (VGG-16: 44 ms -> 11 ms). Not for one
-            // channel: tract 0.23.9's one-input-channel convolutions are unreliable there.
+            // channel: tract 0.23.9's one-input-channel convolutions are unreliable there;
+            // not for a bias computed from the input (a Conv's bias is a constant in tract).
             let nb = cx.e.neg(&b, "y.bias.neg")?;
             let dims: Vec<i64> = [vec![self.c, 1], vec![1; self.rank - 2]].concat();
             let ones = cx.e.const_f32("y.ones", &dims, &vec![1.0; self.c as usize]);
