@@ -191,7 +191,8 @@ impl Lin {
             // y * 1 + (-b) is y - b bit for bit, and tract runs it ~4x faster than a
             // subtraction broadcast over the planes (VGG-16: 44 ms -> 11 ms). Not for one
             // channel: tract 0.23.9's one-input-channel convolutions are unreliable there;
-            // not for a bias computed from the input (a Conv's bias is a constant in tract).
+            // kept to constant biases, the case measured and tested (an input-dependent
+            // bias keeps the Sub).
             let nb = cx.e.neg(&b, "y.bias.neg")?;
             let dims: Vec<i64> = [vec![self.c, 1], vec![1; self.rank - 2]].concat();
             let ones = cx.e.const_f32("y.ones", &dims, &vec![1.0; self.c as usize]);
