@@ -547,7 +547,13 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                     }
                     let x = info.pp.arrange(cur.clone().insert_axis(Axis(0)).into_dyn());
                     let out = forward.run(&[Value::F32(x)])?;
-                    curve.push(out[0].1[[0, t]] as f64);
+                    let logit = out[0].1.get(IxDyn(&[0, t])).copied().ok_or_else(|| {
+                        Error::Runtime(format!(
+                            "{origin}: the logits have shape {:?}, not [1, classes]",
+                            out[0].1.shape()
+                        ))
+                    })?;
+                    curve.push(logit as f64);
                 }
                 both.push(curve);
             }
