@@ -35,19 +35,31 @@ pub enum LayoutArg {
     Nhwc,
 }
 
-pub fn parse_bounds(s: &str) -> std::result::Result<(f32, f32), String> {
+/// Two comma-separated values `A,B`; `usage` is the message for another count, `what` names
+/// a value that does not parse.
+fn pair<T: std::str::FromStr>(
+    s: &str,
+    usage: &str,
+    what: &str,
+) -> std::result::Result<(T, T), String> {
     let parts: Vec<&str> = s.split(',').collect();
-    let [lo, hi] = parts.as_slice() else {
-        return Err("expected two numbers LO,HI, e.g. --input-bounds=-2.2,2.7".into());
+    let [a, b] = parts.as_slice() else {
+        return Err(usage.into());
     };
-    let lo: f32 = lo
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{lo}' is not a number"))?;
-    let hi: f32 = hi
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{hi}' is not a number"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<T>()
+            .map_err(|_| format!("'{v}' is not {what}"))
+    };
+    Ok((parse(a)?, parse(b)?))
+}
+
+pub fn parse_bounds(s: &str) -> std::result::Result<(f32, f32), String> {
+    let (lo, hi): (f32, f32) = pair(
+        s,
+        "expected two numbers LO,HI, e.g. --input-bounds=-2.2,2.7",
+        "a number",
+    )?;
     if lo.is_nan() || hi.is_nan() || lo > hi {
         return Err(format!("LO ({lo}) must not exceed HI ({hi})"));
     }
@@ -55,19 +67,7 @@ pub fn parse_bounds(s: &str) -> std::result::Result<(f32, f32), String> {
 }
 
 pub fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
-    let parts: Vec<&str> = s.split(',').collect();
-    let [h, w] = parts.as_slice() else {
-        return Err("expected H,W, e.g. --size 224,224".into());
-    };
-    let h: u32 = h
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{h}' is not a size"))?;
-    let w: u32 = w
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{w}' is not a size"))?;
-    Ok((h, w))
+    pair(s, "expected H,W, e.g. --size 224,224", "a size")
 }
 
 pub fn parse_interpolation(s: &str) -> std::result::Result<Interpolation, String> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{ArrayD, Axis, Ix2};
+use ndarray::{ArrayD, ArrayViewD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
 use super::args::{self, parse_bounds, parse_interpolation, parse_size, LayoutArg, MethodArg};
@@ -605,10 +605,10 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
                     }
                 })
                 .collect();
-            let rel = rel.index_axis(Axis(0), k).to_owned();
+            let rel = rel.index_axis(Axis(0), k);
             let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
             outcomes.push(write_outcome(
-                it, &shown[k], &rel, &logits, layer_sums, &labels, args, layout, &staged,
+                it, &shown[k], rel, &logits, layer_sums, &labels, args, layout, &staged,
             )?);
         }
         bar.inc(chunk.len() as u64);
@@ -634,7 +634,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
 fn write_outcome(
     it: &Item,
     shown: &image::RgbImage,
-    rel: &ArrayD<f32>,
+    rel: ArrayViewD<f32>,
     logits: &[f32],
     layer_sums: Vec<LayerSum>,
     labels: &Option<Vec<String>>,
@@ -652,9 +652,9 @@ fn write_outcome(
         Error::Runtime(format!("{}: cannot write: {e}", p.display()))
     };
     let npy = format!("{}_relevance.npy", it.name);
-    ndarray_npy::write_npy(staged.path(&npy), rel).map_err(|e| cannot(&staged.path(&npy), &e))?;
+    ndarray_npy::write_npy(staged.path(&npy), &rel).map_err(|e| cannot(&staged.path(&npy), &e))?;
     files.push(staged.final_path(&npy));
-    if let Some(m) = channel_sum(rel, layout) {
+    if let Some(m) = channel_sum(rel.view(), layout) {
         // The heatmap at model resolution (pixel for pixel the graph's `heatmap_rgb`);
         // the overlay enlarged to at least DISPLAY_MIN_SIDE pixels on its short side.
         let (w, h) = shown.dimensions();
@@ -697,7 +697,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// The heatmap M: relevance summed over the channel axis of an image sample.
-fn channel_sum(rel: &ArrayD<f32>, layout: Layout) -> Option<ndarray::Array2<f32>> {
+fn channel_sum(rel: ArrayViewD<f32>, layout: Layout) -> Option<ndarray::Array2<f32>> {
     if rel.ndim() != 3 {
         return None;
     }
