@@ -8,5 +8,5 @@ mod signs;
 
 pub use facts::{infer_facts, input_sample_dims, Dim, Fact, Facts};
 pub use layout::{channel_axis, image_layout, model_layout, single_input_layout};
-pub use roles::{find_roles, Roles};
+pub use roles::{embedding_of, find_roles, Embedding, Roles};
 pub use signs::{common as common_sign, infer_signs, of_first as first_input_sign, Sign, Signs};

@@ -27,6 +27,10 @@ pub enum MethodArg {
     LrpZplus,
     /// Gradient x input (plain gradient of the target logit, times the input)
     Gradxinput,
+    /// AttnLRP (Achtibat et al. 2024) for transformers: epsilon rule, Softmax by its Taylor
+    /// rule, attention products split equally, LayerNorm's deviation held fixed (not
+    /// conserving by design)
+    Attnlrp,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -88,6 +92,7 @@ pub fn method(m: MethodArg) -> Method {
         MethodArg::LrpA2B1 => Method::LrpA2B1,
         MethodArg::LrpZplus => Method::LrpZPlus,
         MethodArg::Gradxinput => Method::GradInput,
+        MethodArg::Attnlrp => Method::AttnLrp,
     }
 }
 

@@ -50,7 +50,7 @@ pub struct CompileCli {
     /// Propagation rules to compile
     #[arg(long, value_enum, default_value = "rap")]
     method: MethodArg,
-    /// Stabiliser of --method lrp-eps
+    /// Stabiliser of --method lrp-eps (attnlrp uses AttnLRP's own, 1e-6)
     #[arg(long, default_value_t = crate::rules::DEFAULT_EPSILON)]
     epsilon: f32,
     /// The graph input to explain, when the model has several
@@ -78,6 +78,10 @@ pub struct CompileCli {
     /// detected: a Transpose to NCHW right after the input, or a trailing 1 or 3]
     #[arg(long, value_enum)]
     layout: Option<LayoutArg>,
+    /// For a model explained through token ids: add `relevance_embedding` (float [N,T,D]),
+    /// the relevance of every embedding dimension, beside the per-token `relevance` [N,T]
+    #[arg(long)]
+    embedding_relevance: bool,
 }
 
 /// `onnx-rap compile`: write the compiled model and print the summary line.
@@ -96,6 +100,7 @@ pub fn main(cli: CompileCli) -> Result<()> {
         colormap,
         layer_sums,
         layout,
+        embedding_relevance,
     } = cli;
     let opts = Options {
         method: args::method(method_arg),
@@ -108,6 +113,7 @@ pub fn main(cli: CompileCli) -> Result<()> {
         tuning: Tuning::exact_if(exact),
         layer_sums,
         layout: layout.map(args::layout),
+        embedding_relevance,
     };
     let save = SaveOptions {
         external_above: external_data_above,

@@ -144,6 +144,41 @@ fn input_for(dims: &[usize], seed: u64) -> ArrayD<f32> {
     })
 }
 
+/// The fixed inputs of a model, batch 1, in the order of its runtime inputs: the explained
+/// float input from [`input_for`]; token ids pseudo-random in `[0, vocabulary)`; any other
+/// integer input ones when its name says it is a mask (every token attended), else zeros
+/// (token types, positions given as input).
+fn inputs_for(
+    model: &ir::Model,
+    facts: &crate::analysis::Facts,
+    origin: &str,
+    seed: u64,
+) -> Result<Vec<(String, Value)>> {
+    let mut feeds = Vec::new();
+    for name in model.graph.runtime_inputs() {
+        let sample = input_sample_dims(facts, name, origin)?;
+        let dims: Vec<usize> = std::iter::once(1).chain(sample).collect();
+        let int = facts
+            .get(name)
+            .and_then(|f| f.dtype)
+            .is_some_and(|d| matches!(d, 2..=7 | 12 | 13));
+        let value = if !int {
+            Value::F32(input_for(&dims, seed))
+        } else if let Some(emb) = crate::analysis::embedding_of(&model.graph, name) {
+            let mut g = crate::metrics::SplitMix64(seed ^ 0x5eed);
+            let rows = emb.rows.max(1) as f64;
+            Value::I64(ArrayD::from_shape_fn(IxDyn(&dims), |_| {
+                ((g.next_f64() * rows) as i64).min(emb.rows - 1)
+            }))
+        } else {
+            let fill = i64::from(name.to_ascii_lowercase().contains("mask"));
+            Value::I64(ArrayD::from_elem(IxDyn(&dims), fill))
+        };
+        feeds.push((name.to_string(), value));
+    }
+    Ok(feeds)
+}
+
 fn first_line(e: &Error) -> String {
     e.to_string().lines().next().unwrap_or("").to_string()
 }
@@ -152,7 +187,7 @@ fn first_line(e: &Error) -> String {
 fn run_ort(
     python: &Path,
     model: &Path,
-    feeds: &[(&str, &ArrayD<f32>)],
+    feeds: &[(String, Value)],
     dir: &Path,
 ) -> std::result::Result<BTreeMap<String, ArrayD<f32>>, String> {
     let script = dir.join("ort_run.py");
@@ -161,7 +196,11 @@ fn run_ort(
     cmd.arg(&script).arg(model).arg(dir);
     for (k, (name, a)) in feeds.iter().enumerate() {
         let p = dir.join(format!("in_{k}.npy"));
-        write_npy(&p, *a).map_err(|e| e.to_string())?;
+        match a {
+            Value::F32(a) => write_npy(&p, a),
+            Value::I64(a) => write_npy(&p, a),
+        }
+        .map_err(|e| e.to_string())?;
         cmd.arg(format!("{name}={}", p.display()));
     }
     let out = cmd
@@ -193,8 +232,8 @@ struct Prepared {
     model: ir::Model,
     facts: crate::analysis::Facts,
     roles: crate::analysis::Roles,
-    /// The fixed input, batch 1.
-    x: ArrayD<f32>,
+    /// The fixed inputs, batch 1, in the order of the runtime inputs.
+    feeds: Vec<(String, Value)>,
     /// The original model, planned for `x`.
     forward: Plan,
 }
@@ -260,17 +299,16 @@ pub fn check(
         let facts = infer_facts(&ir::export(&model)?, &origin)?;
         let roles = find_roles(&model.graph, &facts, None, None, &origin)?;
         let signed = signed_layers(&model, &facts, opts, &origin)?.len();
-        let sample = input_sample_dims(&facts, &roles.input, &origin)?;
-        let dims: Vec<usize> = std::iter::once(1).chain(sample).collect();
-        let x = input_for(&dims, seed);
+        let feeds = inputs_for(&model, &facts, &origin, seed)?;
+        let values: Vec<Value> = feeds.iter().map(|(_, v)| v.clone()).collect();
         let fwd_bytes = crate::onnx::encode(&ir::export(&model)?);
-        let forward = Plan::new(&fwd_bytes, &[Value::F32(x.clone())], vec![])?;
+        let forward = Plan::new(&fwd_bytes, &values, vec![])?;
         let p = Prepared {
             origin: origin.clone(),
             model,
             facts,
             roles,
-            x,
+            feeds,
             forward,
         };
         Ok((p, signed))
@@ -322,7 +360,7 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
             return c;
         }
     };
-    let input = [Value::F32(p.x.clone())];
+    let input: Vec<Value> = p.feeds.iter().map(|(_, v)| v.clone()).collect();
     let tract = (|| -> Result<(ArrayD<f32>, ArrayD<f32>, f64, f64)> {
         let plan = Plan::with(&bytes, &input, vec![], Optimise::Codegen)?;
         let mut out = plan.run(&input)?;
@@ -382,7 +420,7 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
     let file = dir.join("model_rap.onnx");
     let res = std::fs::write(&file, &bytes)
         .map_err(|e| e.to_string())
-        .and_then(|_| run_ort(python, &file, &[(p.roles.input.as_str(), &p.x)], &dir));
+        .and_then(|_| run_ort(python, &file, &p.feeds, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     match res {
         Ok(outs) => match outs.get(RELEVANCE) {

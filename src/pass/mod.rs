@@ -29,6 +29,8 @@ pub const TARGET: &str = "rap_target";
 pub const HEATMAP_RGB: &str = "heatmap_rgb";
 /// Prefix of the per-rule conservation outputs (`compile --layer-sums`).
 pub const LAYER_SUM: &str = "layer_sum:";
+/// The per-dimension relevance of a token input's embeddings (`--embedding-relevance`).
+pub const RELEVANCE_EMBEDDING: &str = "relevance_embedding";
 
 /// What to compile.
 #[derive(Clone, Debug)]
@@ -54,6 +56,9 @@ pub struct Options {
     /// The layout of an image input, whose channel axis `heatmap` sums over; None: the
     /// model's metadata, else detected ([`crate::analysis::model_layout`]).
     pub layout: Option<Layout>,
+    /// For token inputs: add `relevance_embedding`, the relevance of every embedding
+    /// dimension `[N, T, D]`, beside the per-token `relevance` `[N, T]`.
+    pub embedding_relevance: bool,
 }
 
 impl Default for Options {
@@ -69,6 +74,7 @@ impl Default for Options {
             tuning: Tuning::default(),
             layer_sums: false,
             layout: None,
+            embedding_relevance: false,
         }
     }
 }
@@ -148,7 +154,7 @@ pub fn compile_with_facts(
         .path
         .iter()
         .flat_map(|&ix| graph.g[ix].outputs().into_iter().map(str::to_string))
-        .chain(std::iter::once(roles.input.clone()))
+        .chain(std::iter::once(roles.explained.clone()))
         .collect();
 
     let mut out = model.clone();
@@ -164,7 +170,7 @@ pub fn compile_with_facts(
             batch_of_one(vi);
         }
     }
-    for name in [RELEVANCE, HEATMAP, TARGET, HEATMAP_RGB] {
+    for name in [RELEVANCE, HEATMAP, TARGET, HEATMAP_RGB, RELEVANCE_EMBEDDING] {
         if out.graph.is_used(name) {
             return Err(bad_input!(
                 "{origin}: the model already has a tensor or node named '{name}'; \
@@ -306,12 +312,17 @@ pub fn compile_with_facts(
             rel.insert(t.clone(), sum);
         }
     }
-    let r_in = rel
-        .get(&roles.input)
+    let mut r_in = rel
+        .get(&roles.explained)
         .cloned()
         .ok_or_else(|| bad_input!("{origin}: no relevance reached input '{}'", roles.input))?;
+    if opts.method.is_gradient() && roles.embedding.is_some() {
+        // Gradient x input at the embeddings (no input layer multiplied by them).
+        e.set_prefix("rap.out".into());
+        r_in = e.mul(&r_in, &roles.explained, "embedding.grad_x")?;
+    }
     let input_dims = facts
-        .get(&roles.input)
+        .get(&roles.explained)
         .and_then(|f| f.shape.clone())
         .unwrap_or_default();
     // Image inputs [N, C, H, W] or [N, H, W, C] also get the channel sum, [N, H, W].
@@ -345,22 +356,55 @@ pub fn compile_with_facts(
         }
         (_, false) => None,
     };
+    // Token ids: one value per token, the relevance of its embedding summed over the hidden
+    // axis (and, on request, the per-dimension map).
+    let per_token = match &roles.embedding {
+        Some(_) => {
+            e.set_prefix("rap.out".into());
+            let last = input_dims.len() as i64 - 1;
+            Some(e.reduce("ReduceSum", &r_in, &[last], false, "tokens.sum")?)
+        }
+        None => None,
+    };
     // The new outputs carry their contract names exactly (checked free above).
     let mut b = ir::Builder::new(&mut out.graph);
-    b.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
-    let mut rel_vi = model
-        .graph
-        .inputs
-        .iter()
-        .find(|v| v.name() == roles.input)
-        .cloned()
-        .unwrap_or_default();
-    if facts.single_sample {
-        batch_of_one(&mut rel_vi);
+    let mut outputs = Vec::new();
+    match &per_token {
+        Some(t) => {
+            b.op("Identity", RELEVANCE, &[t], 1, vec![])?;
+            let dims = &input_dims[..input_dims.len().saturating_sub(1)];
+            let mut vi = value_info(RELEVANCE, 1, dims);
+            vi.doc_string = Some(format!(
+                "relevance of each token of '{}' (its embedding's relevance summed over the \
+                 hidden axis), [N, T]",
+                roles.input
+            ));
+            outputs.push(vi);
+            if opts.embedding_relevance {
+                b.op("Identity", RELEVANCE_EMBEDDING, &[&r_in], 1, vec![])?;
+                let mut vi = value_info(RELEVANCE_EMBEDDING, 1, &input_dims);
+                vi.doc_string =
+                    Some("relevance of each token's embedding, per dimension, [N, T, D]".into());
+                outputs.push(vi);
+            }
+        }
+        None => {
+            b.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
+            let mut rel_vi = model
+                .graph
+                .inputs
+                .iter()
+                .find(|v| v.name() == roles.input)
+                .cloned()
+                .unwrap_or_default();
+            rel_vi.name = Some(RELEVANCE.into());
+            rel_vi.doc_string = Some("RAP relevance of the input, same shape as the input".into());
+            outputs.push(rel_vi);
+        }
     }
-    rel_vi.name = Some(RELEVANCE.into());
-    rel_vi.doc_string = Some("RAP relevance of the input, same shape as the input".into());
-    let mut outputs = vec![rel_vi];
+    if facts.single_sample {
+        batch_of_one(&mut outputs[0]);
+    }
     if let Some(h) = heat {
         b.op("Identity", HEATMAP, &[&h], 1, vec![])?;
         let spatial: Vec<Dim> = (1..4)

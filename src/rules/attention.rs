@@ -5,6 +5,9 @@
 //! by the z-rule: `R_B = B * (A^T sd(R, Y))`; otherwise each factor takes half of its z-rule
 //! share with the other held fixed. A Softmax inside the network passes relevance unchanged
 //! (it is reached only where its output is not used as a gate).
+//!
+//! AttnLRP (docs/RULES.md, "attnlrp") splits every product of two activations equally by the
+//! epsilon rule, the attention weights included, and takes the Softmax by its Taylor rule.
 
 use std::collections::HashMap;
 
@@ -41,6 +44,20 @@ pub fn bilinear(cx: &mut Cx, node: &NodeProto, r: &str) -> Result<Vec<Option<Str
         let ga = cx.e.op("MatMul", "grad.a", &[r, &bt], vec![])?;
         let gb = cx.e.op("MatMul", "grad.b", &[&at, r], vec![])?;
         return Ok(vec![Some(ga), Some(gb)]);
+    }
+    if cx.method.is_attnlrp() {
+        // The epsilon rule on the bilinear form, half to each factor:
+        // R_A = A * ((R / 2 stab(Y)) B^T), R_B = B * (A^T (R / 2 stab(Y))).
+        let s = cx.eps_div(r, &y, "s")?;
+        let h = cx.e.scalar(0.5);
+        let s = cx.e.mul(&s, &h, "s.half")?;
+        let bt = t(cx, &b, "b.t")?;
+        let back_a = cx.e.op("MatMul", "back.a", &[&s, &bt], vec![])?;
+        let ra = cx.e.mul(&a, &back_a, "in.a")?;
+        let at = t(cx, &a, "a.t")?;
+        let back_b = cx.e.op("MatMul", "back.b", &[&at, &s], vec![])?;
+        let rb = cx.e.mul(&b, &back_b, "in.b")?;
+        return Ok(vec![Some(ra), Some(rb)]);
     }
     let (ga, gb) = (
         super::elementwise::is_gate(cx, &a),
@@ -119,6 +136,30 @@ impl Rule for InnerSoftmax {
             let d = cx.e.sub(&r, &s, "centered")?;
             let g = cx.e.mul(&y, &d, "grad")?;
             return Ok(first_only(g, node.input.len()));
+        }
+        if cx.method.is_attnlrp() {
+            // AttnLRP's Taylor rule: R_x = x~ (R - s sum(R)) along the axis, x~ the logits with
+            // the masked ones (s = 0: -inf or a large negative added) set to 0.
+            let x = input(node, 0)?.to_string();
+            let s = node.output[0].clone();
+            let rank = cx.sample_dims(node, &s)?.len() as i64 + 1;
+            let axis = crate::onnx::attr::int(node, "axis")?.unwrap_or(-1);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if cx.e.opset() < 13 && axis != rank - 1 {
+                return Err(unsupported_use(
+                    node,
+                    "AttnLRP's Softmax rule needs the softmax over the last axis before opset 13",
+                ));
+            }
+            let zero = cx.e.scalar(0.0);
+            let masked = cx.e.op("Equal", "masked", &[&s, &zero], vec![])?;
+            let xt =
+                cx.e.op("Where", "x.unmasked", &[&masked, &zero, &x], vec![])?;
+            let total = cx.e.reduce("ReduceSum", &r, &[axis], true, "sum")?;
+            let st = cx.e.mul(&s, &total, "s.sum")?;
+            let d = cx.e.sub(&r, &st, "centered")?;
+            let rx = cx.e.mul(&xt, &d, "in")?;
+            return Ok(first_only(rx, node.input.len()));
         }
         Ok(first_only(r, node.input.len()))
     }

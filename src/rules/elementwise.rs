@@ -39,6 +39,102 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("Mul", &Mul);
     reg.insert("Div", &Div);
     reg.insert("Sub", &Sub);
+    reg.insert("Where", &Where);
+    reg.insert("Pow", &Pow);
+}
+
+/// `Where(cond, a, b)`: each value comes from one branch, so relevance (and the gradient)
+/// goes back to the branch that was selected; the condition (a mask, an `IsNaN` guard) takes
+/// none. A masked attention logit `Where(mask, scores, -inf)` thus hands none back.
+struct Where;
+
+impl Rule for Where {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        crate::analysis::common_sign(ins.get(1..).unwrap_or(&[]))
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let cond = input(node, 0)?.to_string();
+        let y_dims = cx.sample_dims(node, &node.output[0])?;
+        let zero = cx.e.scalar(0.0);
+        let mut out = vec![None];
+        for slot in [1, 2] {
+            let t = input(node, slot)?.to_string();
+            if !cx.dynamic.contains(&t) {
+                out.push(None);
+                continue;
+            }
+            let d = cx.sample_dims(node, &t)?;
+            if d.len() != y_dims.len() {
+                return Err(unsupported_use(
+                    node,
+                    "an activation broadcast to another rank is not supported",
+                ));
+            }
+            let (yes, no) = if slot == 1 {
+                (r.as_str(), zero.as_str())
+            } else {
+                (zero.as_str(), r.as_str())
+            };
+            let part = if slot == 1 { "in.a" } else { "in.b" };
+            let v =
+                cx.e.op("Where", &format!("{part}.full"), &[&cond, yes, no], vec![])?;
+            out.push(Some(unbroadcast(cx, node, &v, &t, part)?));
+        }
+        Ok(out)
+    }
+}
+
+/// `Pow(x, p)` with a constant exponent (the square of a squared-ReLU MLP, of a variance):
+/// an element-wise nonlinearity, so relevance passes unchanged (for `x^2` it is also the sum
+/// of the two halves of the product `x * x`); the gradient is `p x^(p-1)`.
+struct Pow;
+
+impl Rule for Pow {
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        match first_input_sign(ins) {
+            Sign::NonNeg => Sign::NonNeg,
+            _ => Sign::Any,
+        }
+    }
+
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let p = input(node, 1)?.to_string();
+        if cx.dynamic.contains(&p) {
+            return Err(unsupported_use(
+                node,
+                "only a constant exponent (the exponent depends on the input here)",
+            ));
+        }
+        if !cx.method.is_gradient() {
+            return Ok(first_only(r, node.input.len()));
+        }
+        let pv = cx
+            .constant(&p)
+            .and_then(|a| (a.len() == 1).then(|| a.iter().next().copied()).flatten())
+            .ok_or_else(|| {
+                unsupported_use(node, "gradient x input needs a scalar constant exponent")
+            })?;
+        let x = input(node, 0)?.to_string();
+        let k = cx.e.scalar(pv - 1.0);
+        let xp = cx.e.op("Pow", "x.pow", &[&x, &k], vec![])?;
+        let c = cx.e.scalar(pv);
+        let d = cx.e.mul(&xp, &c, "dy")?;
+        let g = cx.e.mul(&r, &d, "grad")?;
+        Ok(first_only(g, node.input.len()))
+    }
 }
 
 /// Sigmoid: at the model output it is skipped (its input, the logit, is explained); inside
@@ -130,6 +226,33 @@ impl Rule for Activation {
                 "Sigmoid" => {
                     let c = cx.e.sub(&one, &y, "one_minus_y")?;
                     let d = cx.e.mul(&y, &c, "dy")?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                "Erf" => {
+                    // 2 / sqrt(pi) exp(-x^2).
+                    let x2 = cx.e.mul(&x, &x, "x2")?;
+                    let nx2 = cx.e.neg(&x2, "neg.x2")?;
+                    let ex = cx.e.op("Exp", "exp", &[&nx2], vec![])?;
+                    let k = cx.e.scalar(std::f32::consts::FRAC_2_SQRT_PI);
+                    let d = cx.e.mul(&ex, &k, "dy")?;
+                    cx.e.mul(&r, &d, "grad")?
+                }
+                "Gelu" if attr::string(node, "approximate")?.as_deref() != Some("tanh") => {
+                    // Phi(x) + x phi(x), with Phi(x) = y / x written as 0.5 (1 + erf(x / sqrt 2)).
+                    let k = cx.e.scalar(std::f32::consts::FRAC_1_SQRT_2);
+                    let xs = cx.e.mul(&x, &k, "x.s")?;
+                    let erf = cx.e.op("Erf", "erf", &[&xs], vec![])?;
+                    let e1 = cx.e.add(&erf, &one, "erf1")?;
+                    let half = cx.e.scalar(0.5);
+                    let cdf = cx.e.mul(&e1, &half, "cdf")?;
+                    let x2 = cx.e.mul(&x, &x, "x2")?;
+                    let mh = cx.e.scalar(-0.5);
+                    let x2 = cx.e.mul(&x2, &mh, "x2.half")?;
+                    let ex = cx.e.op("Exp", "exp", &[&x2], vec![])?;
+                    let c = cx.e.scalar(0.398_942_3);
+                    let pdf = cx.e.mul(&ex, &c, "pdf")?;
+                    let xp = cx.e.mul(&x, &pdf, "x.pdf")?;
+                    let d = cx.e.add(&cdf, &xp, "dy")?;
                     cx.e.mul(&r, &d, "grad")?
                 }
                 "Tanh" => {
@@ -389,6 +512,25 @@ impl Rule for Sub {
                 None
             };
             return Ok(vec![ga, gb]);
+        }
+        if cx.method.is_attnlrp() {
+            // The epsilon rule on y = a - b: contributions a and -b; a constant's share is
+            // absorbed.
+            let s = cx.eps_div(&r, &node.output[0], "s")?;
+            let ra = if la {
+                let v = cx.e.mul(&a, &s, "in.a.full")?;
+                Some(unbroadcast(cx, node, &v, &a, "in.a")?)
+            } else {
+                None
+            };
+            let rb = if lb {
+                let v = cx.e.mul(&b, &s, "in.b.pos")?;
+                let v = cx.e.neg(&v, "in.b.full")?;
+                Some(unbroadcast(cx, node, &v, &b, "in.b")?)
+            } else {
+                None
+            };
+            return Ok(vec![ra, rb]);
         }
         Ok(match (la, lb) {
             (true, false) => vec![Some(unbroadcast(cx, node, &r, &a, "in.a")?), None],

@@ -425,6 +425,12 @@ impl Rule for LinearRule {
         let x = input(node, 0)?.to_string();
         let rin = match (cx.role, cx.method) {
             (_, Method::GradInput) => gradient(cx, &lin, &x, &r)?,
+            // AttnLRP: the epsilon rule everywhere, the input layer included.
+            (_, Method::AttnLrp) => {
+                let s = cx.eps_div(&r, &lin.y, "s")?;
+                let back = lin.ft(cx, &s, &lin.w, "back")?;
+                cx.e.mul(&x, &back, "in")?
+            }
             (Role::Input, m) => z_bounded(cx, &lin, &x, &r, m)?,
             (Role::Output, m) if m.is_rap() && lin.conv.is_none() && lin.rank == 2 => {
                 first_step(cx, &lin, &x)?
@@ -844,6 +850,8 @@ fn first_step(cx: &mut Cx, lin: &Lin, x: &str) -> Result<String> {
         }
     };
     let mut c = cx.e.mul(x, &wt, "contrib")?;
+    // The target logit, `sum(x w_t) + b_t`, for the generalised rule's rescaling.
+    let mut logit = None;
     if let (Some((b, beta)), Some(xp)) = (lin.bias.clone(), xp) {
         let mut b = cx.e.reshape(&b, &[-1], "b.flat")?;
         if beta != 1.0 {
@@ -872,6 +880,10 @@ fn first_step(cx: &mut Cx, lin: &Lin, x: &str) -> Result<String> {
         let bt =
             cx.e.op("Gather", "b.target", &[&b, &t], vec![make_int("axis", 0)])?;
         let bt = cx.e.reshape(&bt, &[-1, 1], "b.target.col")?;
+        if cx.method.is_robust() {
+            let z = cx.e.reduce("ReduceSum", &c, &[1], true, "sum.xw")?;
+            logit = Some(cx.e.add(&z, &bt, "logit")?);
+        }
         let share_p = cx.e.sd(&p, &pq, "share.p")?;
         let share_q = cx.e.sd(&q, &pq, "share.q")?;
         let fp = cx.e.sd(&epp, &zpp, "frac.pp")?;
@@ -883,9 +895,14 @@ fn first_step(cx: &mut Cx, lin: &Lin, x: &str) -> Result<String> {
         let c1 = cx.e.add(&c, &tp, "contrib.bp")?;
         c = cx.e.add(&c1, &tq, "contrib.b")?;
     }
-    // Every input gets the magnitude of its contribution, rescaled to the total.
+    // Every input gets the magnitude of its contribution, rescaled to the total. The
+    // generalised RAP rescales to the logit itself: where a class share of the bias finds no
+    // x+ to spread over (its contributions sum to 0), the official rule loses it.
     let a = cx.e.op("Abs", "abs", &[&c], vec![])?;
-    let sc = cx.e.reduce("ReduceSum", &c, &[1], true, "sum")?;
+    let sc = match logit {
+        Some(yt) if cx.method.is_robust() => yt,
+        _ => cx.e.reduce("ReduceSum", &c, &[1], true, "sum")?,
+    };
     let sa = cx.e.reduce("ReduceSum", &a, &[1], true, "sum_abs")?;
     let k = cx.e.sd(&sc, &sa, "scale")?;
     cx.e.mul(&a, &k, "first")

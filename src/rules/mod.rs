@@ -47,11 +47,16 @@ pub enum Method {
     LrpZPlus,
     /// Gradient x input: the gradient of the target logit, times the input.
     GradInput,
+    /// AttnLRP (Achtibat et al., ICML 2024): the epsilon rule on linear layers and sums,
+    /// Softmax by its Taylor rule, products of two activations split equally, LayerNorm with
+    /// its standard deviation held fixed, element-wise nonlinearities and RMSNorm by the
+    /// identity (docs/RULES.md, "attnlrp"). Not conserving by design.
+    AttnLrp,
 }
 
 impl Method {
     /// Every method, in the order tables list them.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Rap,
         Method::RapOfficial,
         Method::Lrp,
@@ -59,6 +64,7 @@ impl Method {
         Method::LrpA2B1,
         Method::LrpZPlus,
         Method::GradInput,
+        Method::AttnLrp,
     ];
 
     /// The name on the command line.
@@ -71,6 +77,7 @@ impl Method {
             Method::LrpA2B1 => "lrp-a2b1",
             Method::LrpZPlus => "lrp-zplus",
             Method::GradInput => "gradxinput",
+            Method::AttnLrp => "attnlrp",
         }
     }
 
@@ -99,10 +106,18 @@ impl Method {
     pub fn seeds_with_logit(self) -> bool {
         matches!(
             self,
-            Method::Lrp | Method::LrpEps | Method::LrpA2B1 | Method::LrpZPlus
+            Method::Lrp | Method::LrpEps | Method::LrpA2B1 | Method::LrpZPlus | Method::AttnLrp
         )
     }
+
+    /// True for AttnLRP.
+    pub fn is_attnlrp(self) -> bool {
+        self == Method::AttnLrp
+    }
 }
+
+/// AttnLRP's stabiliser of every division (the value LXT uses).
+pub const ATTNLRP_EPSILON: f32 = 1e-6;
 
 /// The LRP-epsilon stabiliser when none is given (Bach et al. 2015 used 0.01).
 pub const DEFAULT_EPSILON: f32 = 0.01;
@@ -362,6 +377,27 @@ impl Cx<'_, '_> {
             .enumerate()
             .map(|(k, m)| self.e.mul(m, &s, &format!("in{k}")))
             .collect()
+    }
+
+    /// The epsilon rule's stabilised division `r / (z + eps s(z))`, `s(z) = 1` where `z >= 0`
+    /// and -1 elsewhere (never 0), with `eps` = [`ATTNLRP_EPSILON`] under AttnLRP and the
+    /// method's `--epsilon` otherwise.
+    pub fn eps_div(&mut self, r: &str, z: &str, part: &str) -> Result<String> {
+        let eps = if self.method.is_attnlrp() {
+            ATTNLRP_EPSILON
+        } else {
+            self.epsilon
+        };
+        let zero = self.e.scalar(0.0);
+        let neg = self
+            .e
+            .op("Less", &format!("{part}.neg"), &[z, &zero], vec![])?;
+        let (up, down) = (self.e.scalar(eps), self.e.scalar(-eps));
+        let shift = self
+            .e
+            .op("Where", &format!("{part}.eps"), &[&neg, &down, &up], vec![])?;
+        let den = self.e.add(z, &shift, &format!("{part}.den"))?;
+        self.e.div(r, &den, part)
     }
 
     /// Sign of a tensor as the analysis found it.

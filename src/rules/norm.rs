@@ -13,18 +13,141 @@ use crate::onnx::proto::NodeProto;
 
 pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("BatchNormalization", &BatchNorm);
-    for op in [
-        "LayerNormalization",
-        "InstanceNormalization",
-        "GroupNormalization",
-        "LRN",
-    ] {
+    reg.insert("LayerNormalization", &LayerNorm);
+    reg.insert("RMSNormalization", &RmsNorm);
+    for op in ["InstanceNormalization", "GroupNormalization", "LRN"] {
         reg.insert(op, &SampleNorm);
     }
 }
 
-/// Normalisations by statistics of the sample itself (LayerNormalization, Instance/Group
-/// normalisation, LRN): relevance passes unchanged, as through BatchNormalization, treating
+/// The axes `axis..rank` a LayerNormalization / RMSNormalization normalises over (`axis`
+/// defaults to -1), as non-negative indices of the full tensor; never the batch axis.
+fn norm_axes(cx: &Cx, node: &NodeProto, x: &str) -> Result<Vec<i64>> {
+    let rank = cx.dims(node, x)?.len();
+    let axis = attr::int(node, "axis")?.unwrap_or(-1);
+    let a = super::norm_axis(node, axis, rank)? as i64;
+    if cx.is_batch_axis(a) {
+        return Err(super::unsupported_use(
+            node,
+            "it normalises over the batch axis",
+        ));
+    }
+    Ok((a..rank as i64).collect())
+}
+
+/// The optional constant input `slot` (scale or bias), or None when absent.
+fn optional(node: &NodeProto, slot: usize) -> Option<String> {
+    node.input.get(slot).filter(|s| !s.is_empty()).cloned()
+}
+
+/// `(x - mean) / sd` and `sd = sqrt(var + eps)` over `axes`, recomputed from x.
+fn standardise(cx: &mut Cx, node: &NodeProto, x: &str, axes: &[i64]) -> Result<(String, String)> {
+    let eps = attr::float(node, "epsilon")?.unwrap_or(1e-5);
+    let mean = cx.e.reduce("ReduceMean", x, axes, true, "mean")?;
+    let c = cx.e.sub(x, &mean, "centred")?;
+    let c2 = cx.e.mul(&c, &c, "centred.sq")?;
+    let var = cx.e.reduce("ReduceMean", &c2, axes, true, "var")?;
+    let e = cx.e.scalar(eps);
+    let v = cx.e.add(&var, &e, "var.eps")?;
+    let sd = cx.e.op("Sqrt", "sd", &[&v], vec![])?;
+    let xh = cx.e.div(&c, &sd, "xhat")?;
+    Ok((xh, sd))
+}
+
+/// LayerNormalization `y = gamma (x - mean) / sd + beta` over the trailing axes (the op, and
+/// the decomposed form `crate::canon` recognises as one).
+/// - RAP and the LRP variants: relevance passes unchanged, the statistics held constant
+///   (docs/RULES.md, "Normalisations").
+/// - AttnLRP: `sd` held fixed, the rest is linear in x: the epsilon rule through it,
+///   `R_x = x (g - mean(g))` with `g = gamma R / (sd stab(y))`.
+/// - Gradient: the full derivative, `(gg - mean(gg) - xh mean(gg xh)) / sd`, `gg = gamma g`.
+struct LayerNorm;
+
+impl Rule for LayerNorm {
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        if !cx.method.is_gradient() && !cx.method.is_attnlrp() {
+            return Ok(first_only(r, node.input.len()));
+        }
+        let x = input(node, 0)?.to_string();
+        let axes = norm_axes(cx, node, &x)?;
+        let (xh, sd) = standardise(cx, node, &x, &axes)?;
+        let g = if cx.method.is_attnlrp() {
+            cx.eps_div(&r, &node.output[0], "s")?
+        } else {
+            r
+        };
+        let g = match optional(node, 1) {
+            Some(gamma) => cx.e.mul(&g, &gamma, "g.scaled")?,
+            None => g,
+        };
+        let out = if cx.method.is_attnlrp() {
+            let g = cx.e.div(&g, &sd, "g.sd")?;
+            let m = cx.e.reduce("ReduceMean", &g, &axes, true, "g.mean")?;
+            let back = cx.e.sub(&g, &m, "back")?;
+            cx.e.mul(&x, &back, "in")?
+        } else {
+            let m = cx.e.reduce("ReduceMean", &g, &axes, true, "g.mean")?;
+            let gx = cx.e.mul(&g, &xh, "g.xhat")?;
+            let mx = cx.e.reduce("ReduceMean", &gx, &axes, true, "g.xhat.mean")?;
+            let p = cx.e.mul(&xh, &mx, "proj")?;
+            let d = cx.e.sub(&g, &m, "g.centred")?;
+            let d = cx.e.sub(&d, &p, "g.tangent")?;
+            cx.e.div(&d, &sd, "grad")?
+        };
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+/// RMSNormalization `y = w x / sqrt(mean(x^2) + eps)` over the trailing axes (the opset 23
+/// op, and the decomposed form `crate::canon` recognises as one). Every relevance method
+/// passes relevance unchanged (AttnLRP's rule: the root mean square held fixed leaves an
+/// element-wise rescaling, whose epsilon rule is the identity). Gradient: the full
+/// derivative `(gw - xh mean(gw xh)) / rms`, `xh = x / rms`.
+struct RmsNorm;
+
+impl Rule for RmsNorm {
+    fn sign(&self, _: &NodeProto, _: &[crate::analysis::Sign]) -> crate::analysis::Sign {
+        crate::analysis::Sign::Any
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        if !cx.method.is_gradient() {
+            return Ok(first_only(r, node.input.len()));
+        }
+        let x = input(node, 0)?.to_string();
+        let axes = norm_axes(cx, node, &x)?;
+        let eps = attr::float(node, "epsilon")?.unwrap_or(1e-5);
+        let x2 = cx.e.mul(&x, &x, "sq")?;
+        let ms = cx.e.reduce("ReduceMean", &x2, &axes, true, "ms")?;
+        let e = cx.e.scalar(eps);
+        let ms = cx.e.add(&ms, &e, "ms.eps")?;
+        let rms = cx.e.op("Sqrt", "rms", &[&ms], vec![])?;
+        let xh = cx.e.div(&x, &rms, "xhat")?;
+        let g = match optional(node, 1) {
+            Some(w) => cx.e.mul(&r, &w, "g.scaled")?,
+            None => r,
+        };
+        let gx = cx.e.mul(&g, &xh, "g.xhat")?;
+        let mx = cx.e.reduce("ReduceMean", &gx, &axes, true, "g.xhat.mean")?;
+        let p = cx.e.mul(&xh, &mx, "proj")?;
+        let d = cx.e.sub(&g, &p, "g.tangent")?;
+        let out = cx.e.div(&d, &rms, "grad")?;
+        Ok(first_only(out, node.input.len()))
+    }
+}
+
+/// Normalisations by statistics of the sample itself (Instance/Group normalisation, LRN): relevance passes unchanged, as through BatchNormalization, treating
 /// the normalising statistics as constants. No gradient rule yet.
 struct SampleNorm;
 

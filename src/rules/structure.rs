@@ -16,6 +16,7 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
     reg.insert("Shape", &ShapeOf);
     reg.insert("Size", &ShapeOf);
     reg.insert("Concat", &Concat);
+    reg.insert("Expand", &Expand);
     for op in ["Flatten", "Reshape", "Squeeze", "Unsqueeze"] {
         reg.insert(op, &Reshape);
     }
@@ -38,6 +39,56 @@ impl Rule for ShapeOf {
 }
 struct Concat;
 struct Reshape;
+
+/// Expand copies an activation along broadcast axes: each copy's relevance goes back to the
+/// value it copied (summed over the copies), for every method; the shape input takes none.
+struct Expand;
+
+impl Rule for Expand {
+    fn kind(&self) -> Kind {
+        Kind::ShapeOnly
+    }
+    fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
+        first_input_sign(ins)
+    }
+    fn backward(
+        &self,
+        cx: &mut Cx,
+        node: &NodeProto,
+        rel: &[Option<String>],
+    ) -> Result<Vec<Option<String>>> {
+        let r = rel0(node, rel)?.to_string();
+        let x = input(node, 0)?.to_string();
+        let (xd, yd) = (cx.dims(node, &x)?, cx.dims(node, &node.output[0])?);
+        if xd.len() != yd.len() {
+            return Err(unsupported_use(
+                node,
+                "an Expand that adds axes to an activation is not supported",
+            ));
+        }
+        let axes: Vec<i64> = xd
+            .iter()
+            .zip(&yd)
+            .enumerate()
+            .filter(|(_, (&a, &b))| a != b)
+            .map(|(k, _)| k as i64)
+            .collect();
+        if axes.iter().any(|&a| cx.is_batch_axis(a)) {
+            return Err(unsupported_use(
+                node,
+                "it expands the batch axis of an activation",
+            ));
+        }
+        let out = if axes.is_empty() {
+            r
+        } else {
+            cx.e.reduce("ReduceSum", &r, &axes, true, "in")?
+        };
+        let mut v = vec![Some(out)];
+        v.resize(node.input.len().max(1), None);
+        Ok(v)
+    }
+}
 
 impl Rule for Add {
     fn sign(&self, _: &NodeProto, ins: &[Sign]) -> Sign {
@@ -69,6 +120,20 @@ impl Rule for Add {
             // Both summands get the whole gradient.
             let out = |l: bool| l.then(|| r.clone());
             return Ok(vec![out(live[0]), out(live[1])]);
+        }
+        if cx.method.is_attnlrp() {
+            // The epsilon rule: each live summand gets `x R / stab(y)`; a constant's share
+            // (a bias, a position embedding, an additive mask) is absorbed.
+            let s = cx.eps_div(&r, &y, "s")?;
+            let mut out = Vec::new();
+            for (k, (t, &l)) in [&a, &b].iter().zip(&live).enumerate() {
+                out.push(if l {
+                    Some(cx.e.mul(t, &s, &format!("in{k}"))?)
+                } else {
+                    None
+                });
+            }
+            return Ok(out);
         }
         match (live[0], live[1]) {
             // Residual join, generalised RAP: shares by magnitude (conserving, bounded).
@@ -115,7 +180,7 @@ impl Rule for Sum {
                 return Err(unsupported_use(node, "a broadcasting Sum of activations"));
             }
         }
-        if live.len() == 1 || cx.method.is_gradient() {
+        if live.len() == 1 && !cx.method.is_attnlrp() || cx.method.is_gradient() {
             // One activation plus constants, or a gradient: each live input gets all of it.
             return Ok(node
                 .input
@@ -134,7 +199,11 @@ impl Rule for Sum {
                 .map(|t| cx.dynamic.contains(t).then(|| shares.next()).flatten())
                 .collect());
         }
-        let s = cx.e.sd(&r, &y, "s")?;
+        let s = if cx.method.is_attnlrp() {
+            cx.eps_div(&r, &y, "s")?
+        } else {
+            cx.e.sd(&r, &y, "s")?
+        };
         let mut out = Vec::new();
         for (k, t) in node.input.iter().enumerate() {
             out.push(if cx.dynamic.contains(t) {
@@ -180,7 +249,7 @@ impl Rule for Concat {
         }
         let mut out = Vec::new();
         for (t, piece) in node.input.iter().zip(pieces) {
-            if cx.dynamic.contains(t) && cx.method.is_gradient() {
+            if cx.dynamic.contains(t) && (cx.method.is_gradient() || cx.method.is_attnlrp()) {
                 out.push(Some(piece));
             } else if cx.dynamic.contains(t) && cx.e.selects() {
                 out.push(Some(cx.e.zero_where_zero(t, &piece, "in")?));

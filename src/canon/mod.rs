@@ -5,11 +5,15 @@
 //! original output), so the relevance graph the rules emit reads tensors that exist there.
 //!
 //! Rewrites:
+//! - **normalisations written op by op** (LayerNorm before opset 17, RMSNorm before opset
+//!   23): the canonical `LayerNormalization` / `RMSNormalization` node (`norms`);
 //! - **dense layer as MatMul + Add** (tf2onnx writes Keras `Dense` this way): `MatMul(x, W)`
 //!   with a constant 2-D `W`, a 2-D `x`, read only by `Add(., b)` with a constant `b` of
 //!   shape `[C]` or `[1, C]`, becomes `Gemm(x, W, b)` making the Add's output. The layer
 //!   making the logits is then a dense layer with its bias, and RAP's first step (which
 //!   splits the bias) applies, as for the Gemm PyTorch writes.
+
+mod norms;
 
 use std::collections::HashMap;
 
@@ -25,10 +29,17 @@ pub fn canonical(model: &Model, facts: &Facts, origin: &str) -> Result<Option<Mo
         return Ok(None);
     };
     let dense = dense_layers(graph, facts);
-    if dense.is_empty() {
+    let norms = norms::norms(graph, facts);
+    if dense.is_empty() && norms.is_empty() {
         return Ok(None);
     }
     let mut drop = vec![false; graph.node.len()];
+    for r in norms {
+        graph.node[r.at] = r.node;
+        for k in r.drop {
+            drop[k] = true;
+        }
+    }
     for &(k, a, slot) in &dense {
         let (mm, add) = (&graph.node[k], &graph.node[a]);
         let gemm = NodeProto {
