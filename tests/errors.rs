@@ -109,6 +109,19 @@ fn output_must_be_batch_by_classes() {
     );
 }
 
+#[test]
+fn onnxruntime_fused_ops_say_to_compile_the_exported_model() {
+    rejects_compile(
+        "tests/data/bad/ort_contrib_fastgelu.onnx",
+        &[
+            "com.microsoft:FastGelu",
+            "fastgelu",
+            "graph optimisations",
+            "nothing was written",
+        ],
+    );
+}
+
 fn rejects_compile(file: &str, needles: &[&str]) {
     let path = root().join(file);
     let tmp = tempfile::tempdir().unwrap();

@@ -336,3 +336,42 @@ fn an_integer_input_without_an_embedding_is_refused_with_its_name() {
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+#[test]
+fn a_dense_output_is_explained_through_its_mean() {
+    // tests/data/not_a_classifier.onnx: a Conv whose output is a map [N, 2, 6, 6].
+    let model = root().join("tests/data/not_a_classifier.onnx");
+    let o = Options {
+        reduce_output: Some(onnx_rap::pass::Reduction::Mean),
+        ..opts(Method::Rap)
+    };
+    let bytes = compile_file(&model, &o);
+    let mut g = 1u64;
+    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[2, 1, 8, 8]), |_| {
+        g = g
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((g >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    });
+    let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
+    let feeds = vec![("x".to_string(), Feed::F32(x))];
+    let r = ort(&bytes, &feeds);
+    for (rt, out) in [("tract", &t), ("onnxruntime", &r)] {
+        let map = &out["y"];
+        let score = &out["y_mean"];
+        assert_eq!(score.shape(), &[2, 1]);
+        for (k, s) in sums(&out["relevance"]).iter().enumerate() {
+            let mean: f64 = map
+                .index_axis(Axis(0), k)
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / 72.0;
+            assert!((mean - score[[k, 0]] as f64).abs() < 1e-5, "{rt}");
+            assert!(
+                (s - mean).abs() <= 1e-5 * mean.abs().max(1e-3),
+                "{rt} {k}: {s} vs {mean}"
+            );
+        }
+    }
+}

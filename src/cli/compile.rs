@@ -82,6 +82,19 @@ pub struct CompileCli {
     /// the relevance of every embedding dimension, beside the per-token `relevance` [N,T]
     #[arg(long)]
     embedding_relevance: bool,
+    /// Explain the per-sample mean (or sum) of a dense output such as a segmentation or
+    /// saliency map [N, ...] instead of a [N, classes] output: the score is added as the
+    /// output OUTPUT_mean [N, 1] and explained; its relevance sums to the score
+    #[arg(long, value_enum, value_name = "HOW")]
+    reduce_output: Option<ReduceArg>,
+}
+
+#[derive(Copy, Clone, clap::ValueEnum)]
+pub enum ReduceArg {
+    /// The mean over every non-batch axis
+    Mean,
+    /// The sum over every non-batch axis
+    Sum,
 }
 
 /// `onnx-rap compile`: write the compiled model and print the summary line.
@@ -101,6 +114,7 @@ pub fn main(cli: CompileCli) -> Result<()> {
         layer_sums,
         layout,
         embedding_relevance,
+        reduce_output,
     } = cli;
     let opts = Options {
         method: args::method(method_arg),
@@ -114,6 +128,10 @@ pub fn main(cli: CompileCli) -> Result<()> {
         layer_sums,
         layout: layout.map(args::layout),
         embedding_relevance,
+        reduce_output: reduce_output.map(|r| match r {
+            ReduceArg::Mean => crate::pass::Reduction::Mean,
+            ReduceArg::Sum => crate::pass::Reduction::Sum,
+        }),
     };
     let save = SaveOptions {
         external_above: external_data_above,

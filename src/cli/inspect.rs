@@ -79,9 +79,18 @@ pub fn report_model(model: &Model, file: &str) -> Value {
         .iter()
         .map(|o| json!({"domain": if o.domain().is_empty() { "ai.onnx" } else { o.domain() }, "version": o.version()}))
         .collect();
+    // The ops relevance flows through (between the explained input and the logits, in the
+    // canonical form the rules see), when the roles can be found.
+    let on_path = relevance_path_ops(model, file);
+    let needed = |op: &str| on_path.as_ref().is_none_or(|p| p.contains(op));
     let unsupported: Vec<&String> = ops
         .iter()
-        .filter(|(_, (_, ok))| !ok)
+        .filter(|(k, (_, ok))| !ok && needed(k))
+        .map(|(k, _)| k)
+        .collect();
+    let off_path: Vec<&String> = ops
+        .iter()
+        .filter(|(k, (_, ok))| !ok && !needed(k))
         .map(|(k, _)| k)
         .collect();
     json!({
@@ -93,10 +102,32 @@ pub fn report_model(model: &Model, file: &str) -> Value {
         "outputs": io(g.outputs.iter().collect()),
         "nodes": ops.values().map(|(n, _)| n).sum::<usize>(),
         "parameters": params,
-        "ops": ops.iter().map(|(k, (n, ok))| json!({"op_type": k, "count": n, "rule": ok})).collect::<Vec<_>>(),
+        "ops": ops.iter().map(|(k, (n, ok))| json!({"op_type": k, "count": n, "rule": ok, "on_relevance_path": needed(k)})).collect::<Vec<_>>(),
         "explainable": unsupported.is_empty(),
         "ops_without_rule": unsupported,
+        "ops_without_rule_off_path": off_path,
     })
+}
+
+/// Op types on the relevance path of `model`'s canonical form (`ai.onnx` ops by name, others
+/// as `domain:op`), or None when the path cannot be found (several inputs or outputs, an
+/// output that is not logits...): every op then counts.
+fn relevance_path_ops(model: &Model, file: &str) -> Option<std::collections::BTreeSet<String>> {
+    let facts = crate::analysis::infer_facts(&crate::ir::export(model).ok()?, file).ok()?;
+    let canon = crate::canon::canonical(model, &facts, file).ok()?;
+    let graph = &canon.as_ref().unwrap_or(model).graph;
+    let roles = crate::analysis::find_roles(graph, &facts, None, None, file).ok()?;
+    Some(
+        roles
+            .path
+            .iter()
+            .filter_map(|&ix| graph.g[ix].op())
+            .map(|n| match n.domain() {
+                "" | "ai.onnx" => n.op_type().to_string(),
+                d => format!("{d}:{}", n.op_type()),
+            })
+            .collect(),
+    )
 }
 
 /// The text form of the report.
@@ -145,6 +176,8 @@ pub fn render(r: &Value) -> String {
     for o in r["ops"].as_array().into_iter().flatten() {
         let rule = if o["rule"].as_bool() == Some(true) {
             "rule"
+        } else if o["on_relevance_path"].as_bool() == Some(false) {
+            "no rule, none needed (no relevance flows through it)"
         } else {
             "NO RULE"
         };
@@ -156,7 +189,8 @@ pub fn render(r: &Value) -> String {
         );
     }
     if r["explainable"].as_bool() == Some(true) {
-        s += "every op has a relevance rule: `onnx-rap compile` can explain this model\n";
+        s += "every op that relevance flows through has a rule: `onnx-rap compile` can explain \
+              this model\n";
     } else {
         let missing: Vec<&str> = r["ops_without_rule"]
             .as_array()

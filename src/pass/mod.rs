@@ -6,7 +6,11 @@
 //! reaching a tensor from several consumers is summed. The driver knows no operator: all op
 //! knowledge sits in `rules`.
 
+mod dense;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+pub use dense::{score_name, Reduction};
 
 use crate::analysis::{
     channel_axis, find_roles, infer_facts, infer_signs, model_layout, Dim, Facts,
@@ -59,6 +63,10 @@ pub struct Options {
     /// For token inputs: add `relevance_embedding`, the relevance of every embedding
     /// dimension `[N, T, D]`, beside the per-token `relevance` `[N, T]`.
     pub embedding_relevance: bool,
+    /// Explain the per-sample mean (or sum) of a dense output (`[N, ...]`: a segmentation or
+    /// saliency map) instead of logits: the score is added as the output `OUTPUT_mean`
+    /// (`[N, 1]`) and explained.
+    pub reduce_output: Option<Reduction>,
 }
 
 impl Default for Options {
@@ -75,6 +83,7 @@ impl Default for Options {
             layer_sums: false,
             layout: None,
             embedding_relevance: false,
+            reduce_output: None,
         }
     }
 }
@@ -92,6 +101,17 @@ pub fn compile_with_facts(
     opts: &Options,
     origin: &str,
 ) -> Result<Model> {
+    if let Some(how) = opts.reduce_output {
+        let mut scored = model.clone();
+        let name = dense::add_score(&mut scored, facts, opts.output.as_deref(), how, origin)?;
+        let facts = infer_facts(&ir::export(&scored)?, origin)?;
+        let opts = Options {
+            reduce_output: None,
+            output: Some(name),
+            ..opts.clone()
+        };
+        return compile_with_facts(&scored, &facts, &opts, origin);
+    }
     let opset = model.opset();
     if opset < 9 {
         return Err(bad_input!(
@@ -137,6 +157,16 @@ pub fn compile_with_facts(
                 missing.entry(op).or_default().push(name);
             }
         }
+    }
+    if missing.keys().any(|op| op.starts_with("com.microsoft:")) {
+        return Err(bad_input!(
+            "{origin}: the model holds onnxruntime's fused operators ({}): they come from \
+             onnxruntime's graph optimisations (onnxruntime.transformers' optimizer, or a \
+             session's optimized_model_filepath) and are not standard ONNX; nothing was \
+             written. Compile the model as the exporter wrote it (torch.onnx.export, tf2onnx, \
+             optimum's export without --optimize)",
+            missing_list(&missing)
+        ));
     }
     if !missing.is_empty() {
         return Err(bad_input!(
