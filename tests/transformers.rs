@@ -375,3 +375,36 @@ fn a_dense_output_is_explained_through_its_mean() {
         }
     }
 }
+
+#[test]
+fn models_that_fold_the_batch_keep_it_through_a_scan() {
+    // torch's MultiheadAttention reshapes [T, N, E] to [T, N*heads, d]: the relevance graph
+    // is built for one sample and wrapped into a Scan over the batch.
+    for model in [
+        "torch_encoder_ts14",
+        "torch_encoder_ts17",
+        "torch_encoder_dyn18",
+    ] {
+        let bytes = compile_file(&dir().join(format!("{model}.onnx")), &opts(Method::Rap));
+        assert!(
+            !one_sample(&bytes),
+            "{model}: the batch axis is symbolic again"
+        );
+        let m = onnx_rap::onnx::decode(&bytes, "model").unwrap();
+        assert!(m.graph.unwrap().node.iter().any(|n| n.op_type() == "Scan"));
+        let feeds = inputs(model);
+        let all_t = run_tract(&bytes, values(&feeds));
+        let all_o = ort(&bytes, &feeds);
+        assert_eq!(all_t["relevance"].shape(), &[3, 8]);
+        for k in 0..3 {
+            let one = run_tract(&bytes, values(&sample(&feeds, k)));
+            for (rt, all) in [("tract", &all_t), ("onnxruntime", &all_o)] {
+                let got = all["relevance"]
+                    .slice_axis(Axis(0), (k..k + 1).into())
+                    .to_owned();
+                let err = rel_err_per_sample(&got, &one["relevance"]);
+                assert!(err[0] <= 1e-5, "{model} {rt} sample {k}: {err:?}");
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! knowledge sits in `rules`.
 
 mod dense;
+mod scan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -485,6 +486,23 @@ pub fn compile_with_facts(
     out.graph.outputs.extend(outputs);
     if input_dims.len() == 4 && layout == Layout::Nhwc {
         state_layout(&mut out, "nhwc");
+    }
+    // A model that folds its batch into other axes was compiled for one sample: a Scan over
+    // the batch gives model_rap.onnx the source model's batch axis back.
+    if facts.single_sample {
+        let symbolic = model
+            .graph
+            .inputs
+            .iter()
+            .find(|v| v.name() == roles.input)
+            .and_then(|v| v.r#type.as_ref())
+            .and_then(|t| t.tensor_type.as_ref())
+            .and_then(|t| t.shape.as_ref())
+            .and_then(|s| s.dim.first())
+            .and_then(|d| d.dim_param.clone());
+        if let Some(batch) = symbolic {
+            return scan::over_batch(&out, &batch, origin);
+        }
     }
     Ok(out)
 }
