@@ -12,7 +12,7 @@ use std::time::Instant;
 use onnx_rap::cli::bench::median;
 use onnx_rap::pass::{compile, Options};
 use onnx_rap::rules::Tuning;
-use onnx_rap::runtime::{Plan, Value};
+use onnx_rap::runtime::Plan;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -22,8 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = onnx_rap::onnx::load(path)?;
     let model = onnx_rap::ir::import(&proto, &args[1])?;
     let facts = onnx_rap::analysis::infer_facts(&proto, &args[1])?;
-    let x = onnx_rap::cli::bench::synthetic_input(&model, &facts, &args[1], batch)?;
-    let inputs = [Value::F32(x)];
+    let inputs = onnx_rap::cli::bench::synthetic_inputs(&model, &facts, &args[1], batch)?;
     let mut t = Tuning::none();
     let mut variants = vec![("reference form", t)];
     t.z2_from_output = true;

@@ -21,16 +21,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rap = compile(&model, &Options::default(), &args[1])?;
     let bytes = onnx_rap::onnx::encode(&onnx_rap::ir::export(&rap)?);
     let facts = onnx_rap::analysis::infer_facts(&proto, &args[1])?;
-    let x = onnx_rap::cli::bench::synthetic_input(&model, &facts, &args[1], batch)?;
-    let shape = x.shape().to_vec();
+    let xs = onnx_rap::cli::bench::synthetic_inputs(&model, &facts, &args[1], batch)?;
     // Fold the constant weight subgraphs first, as `onnx-rap` does before running tract.
     let bytes = onnx_rap::onnx::encode(&onnx_rap::fold::fold_constants(onnx_rap::onnx::decode(
         &bytes, "model",
     )?)?);
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])?
-        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
-        .into_typed()?;
+    let mut plan = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+    for (k, x) in xs.iter().enumerate() {
+        plan = plan.with_input_fact(k, x.fact())?;
+    }
+    let plan = plan.into_typed()?;
     // Codegen only, as onnx-rap plans explanations (runtime::Optimise::Codegen).
     let mut plan = plan;
     plan.optimize()?;
@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         let mut times: Vec<(String, String, String, f64)> = vec![];
         state.run_plan_with_eval(
-            tvec!(x.clone().into_tensor().into()),
+            xs.iter().map(|x| x.tensor().into()).collect(),
             |ctx, st, node, inputs| {
                 let t = Instant::now();
                 let r = tract_core::plan::eval(ctx, st, node, inputs);

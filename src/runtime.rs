@@ -16,13 +16,15 @@ pub enum Value {
 }
 
 impl Value {
-    fn tensor(&self) -> Tensor {
+    /// The value as a tract tensor.
+    pub fn tensor(&self) -> Tensor {
         match self {
             Value::F32(a) => a.clone().into_tensor(),
             Value::I64(a) => a.clone().into_tensor(),
         }
     }
-    fn fact(&self) -> InferenceFact {
+    /// Its type and shape, as tract's inference takes them.
+    pub fn fact(&self) -> InferenceFact {
         match self {
             Value::F32(a) => InferenceFact::dt_shape(f32::datum_type(), a.shape()),
             Value::I64(a) => InferenceFact::dt_shape(i64::datum_type(), a.shape()),

@@ -167,30 +167,46 @@ fn mb(kb: Option<u64>) -> String {
 }
 
 /// A fixed pseudo-random input in [-1, 1) of the model's input shape with batch `batch`.
-pub fn synthetic_input(
+pub fn synthetic_inputs(
     model: &ir::Model,
     facts: &Facts,
     origin: &str,
     batch: usize,
-) -> Result<ArrayD<f32>> {
-    let input = model
-        .graph
-        .runtime_inputs()
-        .first()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let mut shape: Vec<usize> = input_sample_dims(facts, &input, origin)?;
-    shape.insert(0, batch);
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|i| ((i.wrapping_mul(2654435761) % 2000) as f32) / 1000.0 - 1.0)
-        .collect();
-    ArrayD::from_shape_vec(shape, data).map_err(|e| bad_input!("{e}"))
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for input in model.graph.runtime_inputs() {
+        let mut shape: Vec<usize> = input_sample_dims(facts, input, origin)?;
+        shape.insert(0, batch);
+        let n: usize = shape.iter().product();
+        let int = facts
+            .get(input)
+            .and_then(|f| f.dtype)
+            .is_some_and(|d| matches!(d, 2..=7 | 12 | 13));
+        let v = if !int {
+            let data = (0..n)
+                .map(|i| ((i.wrapping_mul(2654435761) % 2000) as f32) / 1000.0 - 1.0)
+                .collect();
+            Value::F32(ArrayD::from_shape_vec(shape, data).map_err(|e| bad_input!("{e}"))?)
+        } else if let Some(e) = crate::analysis::embedding_of(&model.graph, input) {
+            // Token ids spread over the vocabulary.
+            let rows = e.rows.max(1) as usize;
+            let data = (0..n)
+                .map(|i| (i.wrapping_mul(2654435761) % rows) as i64)
+                .collect();
+            Value::I64(ArrayD::from_shape_vec(shape, data).map_err(|e| bad_input!("{e}"))?)
+        } else {
+            // Masks attend to every token; other integer inputs (token types) are 0.
+            let fill = i64::from(input.to_ascii_lowercase().contains("mask"));
+            Value::I64(ArrayD::from_elem(shape, fill))
+        };
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// A model read and compiled: its bytes, IR, model_rap bytes, input, compile time, node count
 /// of the compiled graph.
-type Prepared = (Vec<u8>, ir::Model, Vec<u8>, ArrayD<f32>, f64, usize);
+type Prepared = (Vec<u8>, ir::Model, Vec<u8>, Vec<Value>, f64, usize);
 
 /// Load `path`, compile it in memory and make the batch-`batch` input.
 fn prepare(path: &Path, opts: &Options, batch: usize) -> Result<Prepared> {
@@ -209,7 +225,7 @@ fn prepare(path: &Path, opts: &Options, batch: usize) -> Result<Prepared> {
     let rap = compile_with_facts(&model, &facts, opts, &origin)?;
     let rap_bytes = crate::onnx::encode(&ir::export(&rap)?);
     let compile_s = t0.elapsed().as_secs_f64();
-    let x = synthetic_input(&model, &facts, &origin, batch)?;
+    let x = synthetic_inputs(&model, &facts, &origin, batch)?;
     let rap_nodes = rap.graph.op_count();
     Ok((bytes, model, rap_bytes, x, compile_s, rap_nodes))
 }
@@ -228,19 +244,18 @@ pub fn peak_of(
     let origin = path.display().to_string();
     match part {
         Part::Forward => {
-            let x = match shape {
-                Some(s) => ArrayD::from_elem(s.to_vec(), 0.5f32),
+            let xs = match shape {
+                Some(s) => vec![Value::F32(ArrayD::from_elem(s.to_vec(), 0.5f32))],
                 None => prepare(path, opts, batch)?.3,
             };
             // Plain tract, as its users run a model: no folding, no copies of ours.
             crate::guard::in_tract(&origin, "the forward pass", || -> TractResult<()> {
-                let fact = InferenceFact::dt_shape(f32::datum_type(), x.shape());
-                let plan = tract_onnx::onnx()
-                    .model_for_path(path)?
-                    .with_input_fact(0, fact)?
-                    .into_optimized()?
-                    .into_runnable()?;
-                plan.run(tvec![x.into_tensor().into()])?;
+                let mut m = tract_onnx::onnx().model_for_path(path)?;
+                for (k, x) in xs.iter().enumerate() {
+                    m = m.with_input_fact(k, x.fact())?;
+                }
+                let plan = m.into_optimized()?.into_runnable()?;
+                plan.run(xs.iter().map(|x| x.tensor().into()).collect())?;
                 Ok(())
             })?
             .map_err(|e| crate::runtime_err!("{origin}: tract: {e:#}"))?;
@@ -248,8 +263,7 @@ pub fn peak_of(
         Part::Explain => {
             let (bytes, model, rap_bytes, x, _, _) = prepare(path, opts, batch)?;
             drop((bytes, model));
-            let inputs = [Value::F32(x)];
-            Plan::with(&rap_bytes, &inputs, vec![], Optimise::Codegen)?.run(&inputs)?;
+            Plan::with(&rap_bytes, &x, vec![], Optimise::Codegen)?.run(&x)?;
         }
     }
     Ok(peak_rss_kb())
@@ -257,7 +271,7 @@ pub fn peak_of(
 
 /// Run this program again as `ARGS --peak-of PART` and read the peak it prints; None when
 /// this process is not the `onnx-rap` binary (a test harness, say) or the child fails.
-fn child_peak(args: &[std::ffi::OsString], part: Part, shape: &[usize]) -> Option<u64> {
+fn child_peak(args: &[std::ffi::OsString], part: Part, shape: Option<&[usize]>) -> Option<u64> {
     let exe = std::env::current_exe().ok()?;
     if !exe
         .file_stem()
@@ -265,19 +279,19 @@ fn child_peak(args: &[std::ffi::OsString], part: Part, shape: &[usize]) -> Optio
     {
         return None;
     }
-    let out = std::process::Command::new(exe)
-        .args(args.iter().skip(1))
-        .args(["--peak-of", part.name(), "--peak-shape"])
-        .arg(
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args.iter().skip(1))
+        .args(["--peak-of", part.name()]);
+    if let Some(shape) = shape {
+        cmd.arg("--peak-shape").arg(
             shape
                 .iter()
                 .map(|d| d.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
-        )
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+        );
+    }
+    let out = cmd.stderr(std::process::Stdio::null()).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -314,9 +328,12 @@ pub fn run(
 ) -> Result<Report> {
     crate::runtime::set_intra_op_threads(threads);
     let origin = path.display().to_string();
-    let (bytes, model, rap_bytes, x, compile_s, rap_nodes) = prepare(path, opts, batch)?;
-    let shape = x.shape().to_vec();
-    let inputs = [Value::F32(x)];
+    let (bytes, model, rap_bytes, inputs, compile_s, rap_nodes) = prepare(path, opts, batch)?;
+    // A lone float input: the child of the forward side makes it from its shape alone.
+    let shape = match inputs.as_slice() {
+        [Value::F32(x)] => Some(x.shape().to_vec()),
+        _ => None,
+    };
     let fwd = Plan::new(&bytes, &inputs, vec![])?;
     fwd.run(&inputs)?;
     let exp = Plan::with(&rap_bytes, &inputs, vec![], Optimise::Codegen)?;
@@ -344,8 +361,8 @@ pub fn run(
         (None, None)
     } else {
         (
-            child_peak(cli_args, Part::Forward, &shape),
-            child_peak(cli_args, Part::Explain, &shape),
+            child_peak(cli_args, Part::Forward, shape.as_deref()),
+            child_peak(cli_args, Part::Explain, shape.as_deref()),
         )
     };
     Ok(Report {
