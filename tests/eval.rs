@@ -43,7 +43,11 @@ fn eval_equals_the_numpy_reference() {
     let report: Json = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["images"], 8);
     let methods = report["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 7, "every method by default");
+    assert_eq!(
+        methods.len(),
+        onnx_rap::rules::Method::ALL.len(),
+        "every method by default"
+    );
     for m in methods {
         assert_eq!(m["morf_curve"].as_array().unwrap().len(), 17);
         let p = m["pointing"].as_f64().unwrap();
