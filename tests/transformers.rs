@@ -408,3 +408,115 @@ fn models_that_fold_the_batch_keep_it_through_a_scan() {
         }
     }
 }
+
+#[test]
+fn rmsnorm_as_the_opset_23_op_and_decomposed_give_the_same_relevance() {
+    // tests/data/rmsnorm (scripts/make_rmsnorm_tests.py): one token model, its RMSNorm written
+    // as the opset-23 op and as the exporters' decomposition; onnxruntime runs both.
+    let d = root().join("tests/data/rmsnorm");
+    let f = std::fs::File::open(d.join("input.npz")).unwrap();
+    let mut npz = ndarray_npy::NpzReader::new(f).unwrap();
+    let ids: ArrayD<i64> = npz.by_name("input_ids.npy").unwrap();
+    let feeds = vec![("input_ids".to_string(), Feed::I64(ids))];
+    for m in [Method::Rap, Method::AttnLrp, Method::GradInput] {
+        let a = ort(&compile_file(&d.join("rms_op23.onnx"), &opts(m)), &feeds);
+        let b = ort(
+            &compile_file(&d.join("rms_decomposed.onnx"), &opts(m)),
+            &feeds,
+        );
+        let err = rel_err_per_sample(&a["relevance"], &b["relevance"]);
+        assert!(err.iter().all(|&e| e <= 1e-5), "{}: {err:?}", m.name());
+        // Gradient x input along the embeddings is 0 here: RMSNorm right after the lookup is
+        // scale invariant (checked against finite differences below).
+        if m != Method::GradInput {
+            assert!(
+                b["relevance"].iter().any(|v| v.abs() > 1e-3),
+                "{}",
+                m.name()
+            );
+        }
+        if m == Method::Rap {
+            let logits = max_logits(&a["logits"]);
+            for (s, l) in sums(&a["relevance"]).iter().zip(&logits) {
+                assert!((s - l).abs() <= 1e-5 * l.abs().max(1.0), "{s} vs {l}");
+            }
+        }
+    }
+}
+
+/// `bytes` with row `row` of initializer `table` scaled by `1 + t`.
+fn scale_row(bytes: &[u8], table: &str, row: usize, t: f32) -> Vec<u8> {
+    let mut m = onnx_rap::onnx::decode(bytes, "model").unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let init = g
+        .initializer
+        .iter_mut()
+        .find(|i| i.name() == table)
+        .unwrap();
+    let mut a = onnx_rap::onnx::tensor::to_f32(init).unwrap();
+    a.index_axis_mut(Axis(0), row)
+        .mapv_inplace(|v| v * (1.0 + t));
+    let dims = init.dims.clone();
+    *init = onnx_rap::onnx::tensor::f32_tensor(table, &dims, a.as_slice().unwrap());
+    onnx_rap::onnx::encode(&m)
+}
+
+#[test]
+fn gradient_x_input_on_tokens_equals_finite_differences_of_the_embeddings() {
+    // Per token, gradxinput is sum_D (df/de) e: the derivative of f along its own embedding,
+    // d/dt f((1 + t) e). Scaling a row of the table scales every token with that id, so per
+    // id the relevance of its tokens sums to that derivative (central differences).
+    for (model, table) in [
+        ("tests/data/rmsnorm/rms_decomposed.onnx", "emb"),
+        ("tests/data/transformers/bert_ln.onnx", "word"),
+        ("tests/data/transformers/llama_like.onnx", "word"),
+    ] {
+        let path = root().join(model);
+        let source = std::fs::read(&path).unwrap();
+        let bytes = compile_file(&path, &opts(Method::GradInput));
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let feeds = if name == "rms_decomposed" {
+            let f = std::fs::File::open(root().join("tests/data/rmsnorm/input.npz")).unwrap();
+            let mut npz = ndarray_npy::NpzReader::new(f).unwrap();
+            vec![(
+                "input_ids".to_string(),
+                Feed::I64(npz.by_name("input_ids.npy").unwrap()),
+            )]
+        } else {
+            inputs(name)
+        };
+        let one = sample(&feeds, 0);
+        let out = run_tract(&bytes, values(&one));
+        let r = &out["relevance"];
+        let t = max_logits(&out["logits"])[0];
+        let target = out["logits"].iter().position(|&v| v as f64 == t).unwrap();
+        let Feed::I64(ids) = &one[0].1 else { panic!() };
+        // RMSNorm right after the lookup makes f scale invariant along the embeddings (the
+        // derivative is 0: a wrong RMSNorm gradient shows there), so the bound is relative
+        // to the logit too.
+        let scale = (r.iter().fold(0f32, |a, v| a.max(v.abs())) as f64).max(0.01 * t.abs());
+        let mut seen = std::collections::BTreeSet::new();
+        for &id in ids.iter() {
+            if !seen.insert(id) {
+                continue;
+            }
+            // float32 logits: a step of 1e-2 keeps rounding below the O(h^2) truncation.
+            let h = 1e-2f32;
+            let f = |t: f32| {
+                let b = scale_row(&source, table, id as usize, t);
+                run_tract(&b, values(&one))["logits"].as_slice().unwrap()[target] as f64
+            };
+            let fd = (f(h) - f(-h)) / (2.0 * h as f64);
+            let got: f64 = ids
+                .iter()
+                .zip(r.iter())
+                .filter(|(&k, _)| k == id)
+                .map(|(_, &v)| v as f64)
+                .sum();
+            assert!(
+                (got - fd).abs() <= 2e-3 * scale.max(1e-3),
+                "{name} id {id}: gradxinput {got} vs finite differences {fd}"
+            );
+        }
+    }
+}
