@@ -54,6 +54,30 @@ fn standardise(cx: &mut Cx, node: &NodeProto, x: &str, axes: &[i64]) -> Result<(
     Ok((xh, sd))
 }
 
+/// The gradient through `xh = x / s` (`centred`: `xh = (x - mean) / s`) with `s` the
+/// normalising statistic over `axes`, given `g` (the output gradient times the scale):
+/// `(g [- mean(g)] - xh mean(g xh)) / s`.
+fn norm_gradient(
+    cx: &mut Cx,
+    g: &str,
+    xh: &str,
+    s: &str,
+    axes: &[i64],
+    centred: bool,
+) -> Result<String> {
+    let gx = cx.e.mul(g, xh, "g.xhat")?;
+    let mx = cx.e.reduce("ReduceMean", &gx, axes, true, "g.xhat.mean")?;
+    let p = cx.e.mul(xh, &mx, "proj")?;
+    let d = if centred {
+        let m = cx.e.reduce("ReduceMean", g, axes, true, "g.mean")?;
+        cx.e.sub(g, &m, "g.centred")?
+    } else {
+        g.to_string()
+    };
+    let d = cx.e.sub(&d, &p, "g.tangent")?;
+    cx.e.div(&d, s, "grad")
+}
+
 /// LayerNormalization `y = gamma (x - mean) / sd + beta` over the trailing axes (the op, and
 /// the decomposed form `crate::canon` recognises as one).
 /// - RAP and the LRP variants: relevance passes unchanged, the statistics held constant
@@ -92,13 +116,7 @@ impl Rule for LayerNorm {
             let back = cx.e.sub(&g, &m, "back")?;
             cx.e.mul(&x, &back, "in")?
         } else {
-            let m = cx.e.reduce("ReduceMean", &g, &axes, true, "g.mean")?;
-            let gx = cx.e.mul(&g, &xh, "g.xhat")?;
-            let mx = cx.e.reduce("ReduceMean", &gx, &axes, true, "g.xhat.mean")?;
-            let p = cx.e.mul(&xh, &mx, "proj")?;
-            let d = cx.e.sub(&g, &m, "g.centred")?;
-            let d = cx.e.sub(&d, &p, "g.tangent")?;
-            cx.e.div(&d, &sd, "grad")?
+            norm_gradient(cx, &g, &xh, &sd, &axes, true)?
         };
         Ok(first_only(out, node.input.len()))
     }
@@ -112,9 +130,6 @@ impl Rule for LayerNorm {
 struct RmsNorm;
 
 impl Rule for RmsNorm {
-    fn sign(&self, _: &NodeProto, _: &[crate::analysis::Sign]) -> crate::analysis::Sign {
-        crate::analysis::Sign::Any
-    }
     fn backward(
         &self,
         cx: &mut Cx,
@@ -138,11 +153,7 @@ impl Rule for RmsNorm {
             Some(w) => cx.e.mul(&r, &w, "g.scaled")?,
             None => r,
         };
-        let gx = cx.e.mul(&g, &xh, "g.xhat")?;
-        let mx = cx.e.reduce("ReduceMean", &gx, &axes, true, "g.xhat.mean")?;
-        let p = cx.e.mul(&xh, &mx, "proj")?;
-        let d = cx.e.sub(&g, &p, "g.tangent")?;
-        let out = cx.e.div(&d, &rms, "grad")?;
+        let out = norm_gradient(cx, &g, &xh, &rms, &axes, false)?;
         Ok(first_only(out, node.input.len()))
     }
 }
