@@ -638,9 +638,21 @@ fn relative_joint(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
     let z1 = cx.e.add(&pos_p, &pos_n, "z1")?;
     let z2 = cx.e.add(&neg_p, &neg_n, "z2")?;
     let (s1, s2) = factors(cx, lin.conv.is_none(), r, &z1, &z2, "joint")?;
-    // x+ meets W+ in slot 1 and |W-| in slot 2; |x-| the other way round.
-    let back_p = lin.ft_sum(cx, &s1, &s2, &w, "xpos.back")?;
-    let back_n = lin.ft_sum(cx, &s2, &s1, &w, "xneg.back")?;
+    // x+ meets W+ in slot 1 and |W-| in slot 2; |x-| the other way round:
+    // back+ = Ft(s1; W+) + Ft(s2; |W-|), back- = Ft(s2; W+) + Ft(s1; |W-|). With
+    // W+ = (|W| + W) / 2 and |W-| = (|W| - W) / 2 both come from two back-projections,
+    // A = Ft(s1 + s2; |W|) and B = Ft(s1 - s2; W): back+ = (A + B) / 2, back- = (A - B) / 2
+    // (half the transposed products of four; docs/RULES.md, "Signed inputs").
+    let u = cx.e.add(&s1, &s2, "joint.s_sum")?;
+    let v = cx.e.sub(&s1, &s2, "joint.s_diff")?;
+    let w_abs = cx.e.add(&w.pos, &w.neg, "w.abs")?;
+    let a = lin.ft(cx, &u, &w_abs, "back.abs")?;
+    let b = lin.ft(cx, &v, &lin.w, "back.w")?;
+    let half = cx.e.scalar(0.5);
+    let ab = cx.e.add(&a, &b, "xpos.back.sum")?;
+    let back_p = cx.e.mul(&ab, &half, "xpos.back")?;
+    let amb = cx.e.sub(&a, &b, "xneg.back.diff")?;
+    let back_n = cx.e.mul(&amb, &half, "xneg.back")?;
     let cp = cx.e.mul(&xp, &back_p, "xpos.c")?;
     let cn = cx.e.mul(&xn, &back_n, "xneg.c")?;
     let c = cx.e.add(&cp, &cn, "c")?;
