@@ -1,7 +1,7 @@
 //! `onnx-rap coverage` over the model set of docs/COVERAGE.md (models/zoo: 23 torchvision
 //! architectures, each exported by the TorchScript exporter at opset 17 and the dynamo exporter
 //! at opset 18, plus the onnx package's light zoo; the attention graphs of
-//! tests/data/transformers and the real nanoguard text transformer): every model compiles and runs in tract and
+//! tests/data/transformers, the real nanoguard text transformer and the trained digits_vit): every model compiles and runs in tract and
 //! onnxruntime, the two runtimes agree on the relevance within 1e-3 of max|R|, and `rap` (the
 //! default) conserves it within 1e-3 of the logit in both runtimes — except the models
 //! docs/COVERAGE.md lists under "Exceptions", each with its reason. (An op nobody supports fails with the pass's
@@ -41,6 +41,7 @@ fn every_model_of_the_set_compiles_runs_and_agrees_or_is_listed() {
             "tests/data/light",
             "tests/data/transformers",
             "models/nanoguard.onnx",
+            "models/digits_vit.onnx",
             "--runs",
             "1",
             "--json",
@@ -57,8 +58,8 @@ fn every_model_of_the_set_compiles_runs_and_agrees_or_is_listed() {
     });
     let rows = rows.as_array().unwrap();
     assert!(
-        rows.len() >= 65,
-        "46 zoo models, 9 light models, 9 attention test graphs and nanoguard, got {}",
+        rows.len() >= 66,
+        "46 zoo models, 9 light models, 9 attention test graphs, nanoguard and digits_vit, got {}",
         rows.len()
     );
     let listed = listed_exceptions();
