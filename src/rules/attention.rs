@@ -59,10 +59,9 @@ pub fn bilinear(cx: &mut Cx, node: &NodeProto, r: &str) -> Result<Vec<Option<Str
         let rb = cx.e.mul(&b, &back_b, "in.b")?;
         return Ok(vec![Some(ra), Some(rb)]);
     }
-    let experiment = std::env::var("ONNX_RAP_EXPERIMENT_ATTN").is_ok();
     let (ga, gb) = (
-        super::elementwise::is_gate(cx, &a) && !experiment,
-        super::elementwise::is_gate(cx, &b) && !experiment,
+        super::elementwise::is_gate(cx, &a),
+        super::elementwise::is_gate(cx, &b),
     );
     // Generalised RAP: signed operands enter by magnitude (the gate, >= 0, as it is), so each
     // share `|a_ik| |b_kj| / sum_k |a_ik| |b_kj|` lies in [0, 1] and the rule conserves.
