@@ -216,13 +216,24 @@ fn prepare(path: &Path, opts: &Options, batch: usize) -> Result<Prepared> {
     let proto = crate::onnx::load(path)?;
     let model = ir::import(&proto, &origin)?;
     let facts = infer_facts(&proto, &origin)?;
-    if facts.single_sample && batch > 1 {
+    let rap = compile_with_facts(&model, &facts, opts, &origin)?;
+    // A model whose batch is fixed to 1 explains one sample per run (one that folds a
+    // symbolic batch runs its samples through a Scan and takes any batch).
+    let fixed_one = rap
+        .graph
+        .inputs
+        .first()
+        .and_then(|v| v.r#type.as_ref())
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .and_then(|s| s.dim.first())
+        .is_some_and(|d| d.dim_value == Some(1));
+    if fixed_one && batch > 1 {
         return Err(bad_input!(
-            "{origin}: model_rap.onnx of this model explains one sample per run (its batch \
-             axis is fixed to 1, or a reshape folds it into other axes); use --batch 1"
+            "{origin}: model_rap.onnx of this model explains one sample per run (the model's \
+             batch axis is fixed to 1); use --batch 1"
         ));
     }
-    let rap = compile_with_facts(&model, &facts, opts, &origin)?;
     let rap_bytes = crate::onnx::encode(&ir::export(&rap)?);
     let compile_s = t0.elapsed().as_secs_f64();
     let x = synthetic_inputs(&model, &facts, &origin, batch)?;
