@@ -27,7 +27,6 @@ about 8-13 minutes on 2 CPU cores.  An optional argument overrides the number of
 experiments; the export still requires 98% test accuracy).
 """
 
-import collections
 import json
 import sys
 import time
@@ -43,7 +42,6 @@ from PIL import Image
 MODELS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(MODELS_DIR))
 import train as digits  # noqa: E402  (models/train.py: data generator and conventions)
-from onnx_tools import inline_constant_identities  # noqa: E402
 
 ONNX_PATH = MODELS_DIR / "digits_vit.onnx"
 REPORT_PATH = digits.DATA_DIR / "train_report_vit.json"
@@ -239,27 +237,9 @@ def train_model(model, x_train, y_train, b_train, x_test, y_test, epochs):
 # ---------------------------------------------------------------------------
 
 def export_onnx(model, path):
-    """Export like train.export_onnx (Softmax is part of attention here, so it is allowed)."""
-    model.eval()
-    dummy = torch.zeros(1, 1, CANVAS, CANVAS)
-    torch.onnx.export(model, (dummy,), str(path), opset_version=17, dynamo=False,
-                      do_constant_folding=False, training=torch.onnx.TrainingMode.EVAL,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    proto = onnx.load(str(path))
-    inline_constant_identities(proto)
-    preprocess = {"size": [CANVAS, CANVAS], "layout": "nchw", "grayscale": True,
-                  "mean": [digits.MEAN], "std": [digits.STD]}
-    onnx.helper.set_model_props(proto, {
-        "onnx_rap.labels": json.dumps(digits.LABELS),
-        "onnx_rap.preprocess": json.dumps(preprocess),
-        "onnx_rap.dataset": digits.DATASET_NOTE,
-        "onnx_rap.benchmark": "data/digits_test.npz",
-    })
-    onnx.checker.check_model(proto, full_check=True)
-    check_graph(proto)
-    onnx.save(proto, str(path))
-    return collections.Counter(n.op_type for n in proto.graph.node)
+    """Export like the digit CNNs (train.export_onnx: opset 17, metadata), with the ViT's own
+    graph checks (Softmax is part of attention here)."""
+    return digits.export_onnx(model, path, check=check_graph)
 
 
 def check_graph(proto):
