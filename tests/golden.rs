@@ -206,7 +206,7 @@ fn conserves(c: &Path, name: &str, method: Method, tol: f64) {
     }
 }
 
-/// RAP_SPEC.md 7.3: a hidden layer with signed inputs returns twice its relevance, so the
+/// The official rules (docs/RULES.md, "Signed activations"): a hidden layer with signed inputs returns twice its relevance, so the
 /// signed MLP (one such layer besides the first-step layer's signed input) sums to 2 x logit.
 #[test]
 fn signed_hidden_inputs_double_the_sum_as_the_reference_does() {

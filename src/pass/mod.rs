@@ -591,7 +591,7 @@ fn paint(e: &mut Emit, heat: &str) -> Result<String> {
 }
 
 /// The linear layers on the relevance path (the input layers aside) whose input can be
-/// negative: RAP runs both sign paths there and the relevance sum doubles (RAP_SPEC.md 7.3).
+/// negative: RAP runs both sign paths there and the relevance sum doubles (docs/RULES.md, "Signed activations" under "Ops beyond the official set").
 pub fn signed_layers(
     model: &Model,
     facts: &Facts,

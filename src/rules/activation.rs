@@ -1,5 +1,6 @@
 //! Element-wise activations and the ops that pass values through unchanged: relevance passes
-//! unchanged (RAP_SPEC.md 3.4); gradients are masked by the derivative. Softmax at the output is skipped (the logits are explained).
+//! unchanged (docs/RULES.md, "The official rules"); gradients are masked by the derivative.
+//! Softmax at the output is skipped (the logits are explained).
 
 use std::collections::HashMap;
 

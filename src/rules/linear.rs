@@ -1,6 +1,7 @@
-//! Gemm, MatMul (with a constant weight) and Conv: RAP's first-step rule (RAP_SPEC.md 3.1), its
-//! relative hidden rule (3.2), the bounded z^B input rule (3.3), and the LRP alpha1-beta0
-//! baseline (section 4).
+//! Gemm, MatMul (with a constant weight) and Conv: RAP's first-step rule, its relative hidden
+//! rule and the bounded z^B input rule (docs/RULES.md, "The official rules"; Nam et al. 2020),
+//! the generalised forms (docs/RULES.md, "The generalised rules"), and the LRP variants,
+//! gradient x input and AttnLRP's epsilon rule (docs/RULES.md, "Other methods").
 //!
 //! Every linear layer is brought to one form: `F(x; W)` without bias and its transpose
 //! `Ft(s; W)` (MatMul or ConvTranspose with the same W). W+ = Relu(W) and |W-| = Relu(-W)

@@ -34,7 +34,7 @@ pub enum Method {
     Rap,
     /// Relative Attributing Propagation exactly as the official code computes it.
     RapOfficial,
-    /// The LRP alpha1-beta0 baseline of the reference code (RAP_SPEC.md section 4).
+    /// The LRP alpha1-beta0 baseline of the reference code (docs/RULES.md, "Other methods").
     Lrp,
     /// LRP-epsilon: `R_in = x * Ft(R / (z + eps sign(z)); W)` with `z` the layer output
     /// (bias included) at every linear layer but the input one (z^B).

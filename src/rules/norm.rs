@@ -1,8 +1,10 @@
-//! BatchNormalization (inference): RAP_SPEC.md 3.6. The reference arithmetic reduces to
-//! `R * [X * w != 0]` with `w = gamma / sqrt(var^2 + eps)` (the reference squares the
-//! variance); the mask is what is left of it. LRP's `X * (R / (X w + 1e-9)) * w` equals the
-//! same mask up to ~1e-9, so every LRP variant uses it. Gradients are scaled by the op's own
-//! derivative `gamma / sqrt(var + eps)`.
+//! Normalisations. BatchNormalization (inference; docs/RULES.md, "BatchNormalization,
+//! LayerNormalization & co"): the reference arithmetic reduces to `R * [X * w != 0]` with
+//! `w = gamma / sqrt(var^2 + eps)` (the reference squares the variance); the mask is what is
+//! left of it. LRP's `X * (R / (X w + 1e-9)) * w` equals the same mask up to ~1e-9, so every
+//! LRP variant uses it. Gradients are scaled by the op's own derivative
+//! `gamma / sqrt(var + eps)`. LayerNormalization and RMSNormalization (and their decomposed
+//! forms, canonicalised in `crate::canon`): docs/RULES.md, "Attention models".
 
 use std::collections::HashMap;
 

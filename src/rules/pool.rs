@@ -1,5 +1,5 @@
 //! MaxPool, AveragePool, GlobalAveragePool: the plain z-rule through the pool's gradient
-//! (RAP_SPEC.md 3.5): `R_in = X * G^T sd(R, Y)`; gradients go through `G^T` alone.
+//! (docs/RULES.md, "The official rules"): `R_in = X * G^T sd(R, Y)`; gradients go through `G^T` alone.
 //!
 //! tract has no MaxUnpool, so the gradient of MaxPool is built from convolutions: a Conv with
 //! one-hot kernels lays every window out on its own channel, `Equal` against the pooled value

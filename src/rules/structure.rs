@@ -1,4 +1,4 @@
-//! Ops that combine or reshape tensors: Add (the residual z-rule, RAP_SPEC.md 3.8), Concat
+//! Ops that combine or reshape tensors: Add (the residual z-rule, docs/RULES.md "Residual joins"), Concat
 //! (z-rule per piece), and Flatten / Reshape / Squeeze / Unsqueeze (relevance is reshaped back,
 //! 3.7). Gradients: Add copies, Concat splits.
 
