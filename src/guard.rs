@@ -160,12 +160,7 @@ impl<'a> Declared<'a> {
         let mut rank = HashMap::new();
         let mut ints = HashMap::new();
         for vi in &g.input {
-            if let Some(s) = vi
-                .r#type
-                .as_ref()
-                .and_then(|t| t.tensor_type.as_ref())
-                .and_then(|t| t.shape.as_ref())
-            {
+            if let Some(s) = crate::onnx::declared_shape(vi) {
                 rank.insert(vi.name(), s.dim.len());
             }
         }
@@ -214,11 +209,7 @@ fn check_graph(g: &GraphProto, budget: &mut Budget, depth: usize) -> Result<()> 
         return Err(bad_input!("subgraphs nested more than 8 deep"));
     }
     for vi in g.input.iter().chain(&g.output).chain(&g.value_info) {
-        let dims = vi
-            .r#type
-            .as_ref()
-            .and_then(|t| t.tensor_type.as_ref())
-            .and_then(|t| t.shape.as_ref())
+        let dims = crate::onnx::declared_shape(vi)
             .map(|s| s.dim.as_slice())
             .unwrap_or_default();
         if dims.len() > MAX_RANK {

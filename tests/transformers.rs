@@ -100,14 +100,10 @@ fn ort(bytes: &[u8], feeds: &[(String, Feed)]) -> HashMap<String, ArrayD<f32>> {
 /// batch into the heads: README, "the batch axis stays symbolic, except...").
 fn one_sample(bytes: &[u8]) -> bool {
     let m = onnx_rap::onnx::decode(bytes, "model").unwrap();
-    let d0 = m.graph.unwrap().input[0]
-        .r#type
-        .clone()
-        .and_then(|t| t.tensor_type)
-        .and_then(|t| t.shape)
-        .and_then(|s| s.dim.first().cloned())
-        .and_then(|d| d.dim_value);
-    d0 == Some(1)
+    let g = m.graph.unwrap();
+    onnx_rap::onnx::declared_shape(&g.input[0])
+        .and_then(|s| s.dim.first())
+        .is_some_and(|d| d.dim_value == Some(1))
 }
 
 /// `outputs` of `model` compiled with `m` for every sample, in tract and onnxruntime:

@@ -56,6 +56,11 @@ impl Fact {
     pub fn is_float(&self) -> bool {
         matches!(self.dtype, Some(1 | 10 | 11 | 16))
     }
+
+    /// Whether the element type is an integer type (token ids, masks, shapes).
+    pub fn is_integer(&self) -> bool {
+        matches!(self.dtype, Some(2..=7 | 12 | 13))
+    }
 }
 
 /// Facts by tensor name, and how the batch runs through the model.

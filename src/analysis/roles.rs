@@ -51,10 +51,7 @@ pub struct Embedding {
 }
 
 fn is_integer(facts: &Facts, tensor: &str) -> bool {
-    facts
-        .get(tensor)
-        .and_then(|f| f.dtype)
-        .is_some_and(|d| matches!(d, 2..=7 | 12 | 13))
+    facts.get(tensor).is_some_and(|f| f.is_integer())
 }
 
 /// The initializer behind `t` (through Identity nodes), with its dimensions.

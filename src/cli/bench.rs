@@ -7,7 +7,7 @@ use ndarray::ArrayD;
 use serde_json::{json, Value as Json};
 
 use super::args::{self, MethodArg};
-use crate::analysis::{infer_facts, input_sample_dims, Facts};
+use crate::analysis::{infer_facts, Facts};
 use crate::bad_input;
 use crate::error::Result;
 use crate::ir;
@@ -173,35 +173,29 @@ pub fn synthetic_inputs(
     origin: &str,
     batch: usize,
 ) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for input in model.graph.runtime_inputs() {
-        let mut shape: Vec<usize> = input_sample_dims(facts, input, origin)?;
-        shape.insert(0, batch);
-        let n: usize = shape.iter().product();
-        let int = facts
-            .get(input)
-            .and_then(|f| f.dtype)
-            .is_some_and(|d| matches!(d, 2..=7 | 12 | 13));
-        let v = if !int {
+    // The same index pattern for floats in [-1, 1) and for token ids over the vocabulary.
+    let pattern = |i: usize| i.wrapping_mul(2654435761);
+    let feeds = super::feeds::synthetic(
+        model,
+        facts,
+        origin,
+        batch,
+        &mut |dims| {
+            let n: usize = dims.iter().product();
             let data = (0..n)
-                .map(|i| ((i.wrapping_mul(2654435761) % 2000) as f32) / 1000.0 - 1.0)
+                .map(|i| ((pattern(i) % 2000) as f32) / 1000.0 - 1.0)
                 .collect();
-            Value::F32(ArrayD::from_shape_vec(shape, data).map_err(|e| bad_input!("{e}"))?)
-        } else if let Some(e) = crate::analysis::embedding_of(&model.graph, input) {
-            // Token ids spread over the vocabulary.
-            let rows = e.rows.max(1) as usize;
+            ArrayD::from_shape_vec(dims.to_vec(), data).expect("n values of shape dims")
+        },
+        &mut |dims, rows| {
+            let n: usize = dims.iter().product();
             let data = (0..n)
-                .map(|i| (i.wrapping_mul(2654435761) % rows) as i64)
+                .map(|i| (pattern(i) % rows as usize) as i64)
                 .collect();
-            Value::I64(ArrayD::from_shape_vec(shape, data).map_err(|e| bad_input!("{e}"))?)
-        } else {
-            // Masks attend to every token; other integer inputs (token types) are 0.
-            let fill = i64::from(input.to_ascii_lowercase().contains("mask"));
-            Value::I64(ArrayD::from_elem(shape, fill))
-        };
-        out.push(v);
-    }
-    Ok(out)
+            ArrayD::from_shape_vec(dims.to_vec(), data).expect("n values of shape dims")
+        },
+    )?;
+    Ok(feeds.into_iter().map(|(_, v)| v).collect())
 }
 
 /// A model read and compiled: its bytes, IR, model_rap bytes, input, compile time, node count
@@ -223,9 +217,7 @@ fn prepare(path: &Path, opts: &Options, batch: usize) -> Result<Prepared> {
         .graph
         .inputs
         .first()
-        .and_then(|v| v.r#type.as_ref())
-        .and_then(|t| t.tensor_type.as_ref())
-        .and_then(|t| t.shape.as_ref())
+        .and_then(crate::onnx::declared_shape)
         .and_then(|s| s.dim.first())
         .is_some_and(|d| d.dim_value == Some(1));
     if fixed_one && batch > 1 {

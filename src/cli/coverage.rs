@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 
 use super::args::{self, MethodArg};
 use super::bench::median;
-use crate::analysis::{find_roles, infer_facts, input_sample_dims};
+use crate::analysis::{find_roles, infer_facts};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::ir;
@@ -144,39 +144,28 @@ fn input_for(dims: &[usize], seed: u64) -> ArrayD<f32> {
     })
 }
 
-/// The fixed inputs of a model, batch 1, in the order of its runtime inputs: the explained
-/// float input from [`input_for`]; token ids pseudo-random in `[0, vocabulary)`; any other
-/// integer input ones when its name says it is a mask (every token attended), else zeros
-/// (token types, positions given as input).
+/// The fixed inputs of a model, batch 1, in the order of its runtime inputs: float inputs
+/// from [`input_for`], token ids pseudo-random in `[0, vocabulary)`, masks of ones
+/// (`super::feeds`).
 fn inputs_for(
     model: &ir::Model,
     facts: &crate::analysis::Facts,
     origin: &str,
     seed: u64,
 ) -> Result<Vec<(String, Value)>> {
-    let mut feeds = Vec::new();
-    for name in model.graph.runtime_inputs() {
-        let sample = input_sample_dims(facts, name, origin)?;
-        let dims: Vec<usize> = std::iter::once(1).chain(sample).collect();
-        let int = facts
-            .get(name)
-            .and_then(|f| f.dtype)
-            .is_some_and(|d| matches!(d, 2..=7 | 12 | 13));
-        let value = if !int {
-            Value::F32(input_for(&dims, seed))
-        } else if let Some(emb) = crate::analysis::embedding_of(&model.graph, name) {
+    super::feeds::synthetic(
+        model,
+        facts,
+        origin,
+        1,
+        &mut |dims| input_for(dims, seed),
+        &mut |dims, rows| {
             let mut g = crate::metrics::SplitMix64(seed ^ 0x5eed);
-            let rows = emb.rows.max(1) as f64;
-            Value::I64(ArrayD::from_shape_fn(IxDyn(&dims), |_| {
-                ((g.next_f64() * rows) as i64).min(emb.rows - 1)
-            }))
-        } else {
-            let fill = i64::from(name.to_ascii_lowercase().contains("mask"));
-            Value::I64(ArrayD::from_elem(IxDyn(&dims), fill))
-        };
-        feeds.push((name.to_string(), value));
-    }
-    Ok(feeds)
+            ArrayD::from_shape_fn(IxDyn(dims), |_| {
+                ((g.next_f64() * rows as f64) as i64).min(rows - 1)
+            })
+        },
+    )
 }
 
 fn first_line(e: &Error) -> String {
@@ -234,7 +223,7 @@ struct Prepared {
     roles: crate::analysis::Roles,
     /// The fixed inputs, batch 1, in the order of the runtime inputs.
     feeds: Vec<(String, Value)>,
-    /// The original model, planned for `x`.
+    /// The original model, planned for `feeds`.
     forward: Plan,
 }
 

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod coverage;
 pub mod eval;
 pub mod explain;
+pub mod feeds;
 pub mod inspect;
 pub mod serve;
 

@@ -12,3 +12,19 @@ pub mod proto {
 }
 
 pub use io::{decode, decode_file, encode, load, load_bytes, save, SaveOptions};
+
+/// The shape a value's tensor type declares, if it declares one.
+pub fn declared_shape(vi: &proto::ValueInfoProto) -> Option<&proto::TensorShapeProto> {
+    vi.r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+}
+
+/// [`declared_shape`], to change it.
+pub fn declared_shape_mut(vi: &mut proto::ValueInfoProto) -> Option<&mut proto::TensorShapeProto> {
+    vi.r#type
+        .as_mut()
+        .and_then(|t| t.tensor_type.as_mut())
+        .and_then(|t| t.shape.as_mut())
+}

@@ -495,9 +495,7 @@ pub fn compile_with_facts(
             .inputs
             .iter()
             .find(|v| v.name() == roles.input)
-            .and_then(|v| v.r#type.as_ref())
-            .and_then(|t| t.tensor_type.as_ref())
-            .and_then(|t| t.shape.as_ref())
+            .and_then(crate::onnx::declared_shape)
             .and_then(|s| s.dim.first())
             .and_then(|d| d.dim_param.clone());
         if let Some(batch) = symbolic {
@@ -662,12 +660,7 @@ fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
 
 /// Set a symbolic leading dimension of a tensor's type to 1.
 fn batch_of_one(vi: &mut ValueInfoProto) {
-    let d0 = vi
-        .r#type
-        .as_mut()
-        .and_then(|t| t.tensor_type.as_mut())
-        .and_then(|t| t.shape.as_mut())
-        .and_then(|s| s.dim.first_mut());
+    let d0 = crate::onnx::declared_shape_mut(vi).and_then(|s| s.dim.first_mut());
     if let Some(d0) = d0 {
         if d0.dim_param.is_some() {
             d0.dim_param = None;

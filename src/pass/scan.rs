@@ -18,12 +18,7 @@ use crate::onnx::tensor::i64_tensor;
 fn slice_info(vi: &ValueInfoProto, name: &str) -> ValueInfoProto {
     let mut v = vi.clone();
     v.name = Some(name.into());
-    if let Some(s) = v
-        .r#type
-        .as_mut()
-        .and_then(|t| t.tensor_type.as_mut())
-        .and_then(|t| t.shape.as_mut())
-    {
+    if let Some(s) = crate::onnx::declared_shape_mut(&mut v) {
         if !s.dim.is_empty() {
             s.dim.remove(0);
         }
@@ -34,13 +29,7 @@ fn slice_info(vi: &ValueInfoProto, name: &str) -> ValueInfoProto {
 /// `vi` with a symbolic leading axis `batch`.
 fn batched(vi: &ValueInfoProto, batch: &str) -> ValueInfoProto {
     let mut v = vi.clone();
-    if let Some(d) = v
-        .r#type
-        .as_mut()
-        .and_then(|t| t.tensor_type.as_mut())
-        .and_then(|t| t.shape.as_mut())
-        .and_then(|s| s.dim.first_mut())
-    {
+    if let Some(d) = crate::onnx::declared_shape_mut(&mut v).and_then(|s| s.dim.first_mut()) {
         *d = Dimension {
             dim_param: Some(batch.into()),
             ..Default::default()

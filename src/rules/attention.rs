@@ -45,24 +45,16 @@ pub fn bilinear(cx: &mut Cx, node: &NodeProto, r: &str) -> Result<Vec<Option<Str
         let gb = cx.e.op("MatMul", "grad.b", &[&at, r], vec![])?;
         return Ok(vec![Some(ga), Some(gb)]);
     }
-    if cx.method.is_attnlrp() {
-        // The epsilon rule on the bilinear form, half to each factor:
-        // R_A = A * ((R / 2 stab(Y)) B^T), R_B = B * (A^T (R / 2 stab(Y))).
-        let s = cx.eps_div(r, &y, "s")?;
-        let h = cx.e.scalar(0.5);
-        let s = cx.e.mul(&s, &h, "s.half")?;
-        let bt = t(cx, &b, "b.t")?;
-        let back_a = cx.e.op("MatMul", "back.a", &[&s, &bt], vec![])?;
-        let ra = cx.e.mul(&a, &back_a, "in.a")?;
-        let at = t(cx, &a, "a.t")?;
-        let back_b = cx.e.op("MatMul", "back.b", &[&at, &s], vec![])?;
-        let rb = cx.e.mul(&b, &back_b, "in.b")?;
-        return Ok(vec![Some(ra), Some(rb)]);
-    }
-    let (ga, gb) = (
-        super::elementwise::is_gate(cx, &a),
-        super::elementwise::is_gate(cx, &b),
-    );
+    // AttnLRP splits every product equally, the attention weights included (the `_` arm
+    // below with the epsilon rule's division: `R_A = A ((R / 2 stab(Y)) B^T)`, and so for B).
+    let (ga, gb) = if cx.method.is_attnlrp() {
+        (false, false)
+    } else {
+        (
+            super::elementwise::is_gate(cx, &a),
+            super::elementwise::is_gate(cx, &b),
+        )
+    };
     // Generalised RAP: signed operands enter by magnitude (the gate, >= 0, as it is), so each
     // share `|a_ik| |b_kj| / sum_k |a_ik| |b_kj|` lies in [0, 1] and the rule conserves.
     let (a, b, y) = if cx.method.is_robust() {
@@ -85,7 +77,7 @@ pub fn bilinear(cx: &mut Cx, node: &NodeProto, r: &str) -> Result<Vec<Option<Str
     } else {
         (a, b, y)
     };
-    let s = cx.e.sd(r, &y, "s")?;
+    let s = cx.z_div(r, &y, "s")?;
     let to_a = |cx: &mut Cx, s: &str| -> Result<String> {
         let bt = t(cx, &b, "b.t")?;
         let back = cx.e.op("MatMul", "back.a", &[s, &bt], vec![])?;

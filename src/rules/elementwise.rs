@@ -363,18 +363,22 @@ fn live(cx: &Cx, node: &NodeProto) -> Result<(String, String, bool, bool)> {
 }
 
 /// `r` (shaped like the output) brought back to the shape of `t` by summing over the axes
-/// `t` was broadcast along (a squeeze-excitation scale `[N, C, 1, 1]`, say).
-fn unbroadcast(cx: &mut Cx, node: &NodeProto, r: &str, t: &str, part: &str) -> Result<String> {
-    let (td, yd) = (
-        cx.sample_dims(node, t)?,
-        cx.sample_dims(node, &node.output[0])?,
-    );
+/// `t` was broadcast along (a squeeze-excitation scale `[N, C, 1, 1]`, say; in a model that
+/// runs one sample, axis 0 too). `t` has the output's rank.
+pub(crate) fn unbroadcast(
+    cx: &mut Cx,
+    node: &NodeProto,
+    r: &str,
+    t: &str,
+    part: &str,
+) -> Result<String> {
+    let (td, yd) = (cx.dims(node, t)?, cx.dims(node, &node.output[0])?);
     let axes: Vec<i64> = td
         .iter()
         .zip(&yd)
         .enumerate()
         .filter(|(_, (&a, &b))| a != b)
-        .map(|(k, _)| k as i64 + 1)
+        .map(|(k, _)| k as i64)
         .collect();
     if axes.is_empty() {
         return Ok(r.to_string());

@@ -400,6 +400,16 @@ impl Cx<'_, '_> {
         self.e.div(r, &den, part)
     }
 
+    /// The z-rule's `r / y`: RAP's safe division (0 where `y == 0`), or under AttnLRP its
+    /// stabilised division ([`Cx::eps_div`]).
+    pub fn z_div(&mut self, r: &str, y: &str, part: &str) -> Result<String> {
+        if self.method.is_attnlrp() {
+            self.eps_div(r, y, part)
+        } else {
+            self.e.sd(r, y, part)
+        }
+    }
+
     /// Sign of a tensor as the analysis found it.
     pub fn sign(&self, tensor: &str) -> Sign {
         self.signs.get(tensor).copied().unwrap_or(Sign::Any)

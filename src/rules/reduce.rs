@@ -88,11 +88,7 @@ impl Rule for Reduce {
             let ones = cx.e.ones(&ones_shape, "ones")?;
             cx.e.mul(&g, &ones, "grad")?
         } else {
-            let s = if cx.method.is_attnlrp() {
-                cx.eps_div(&r, &y, "s")?
-            } else {
-                cx.e.sd(&r, &y, "s")?
-            };
+            let s = cx.z_div(&r, &y, "s")?;
             let s = if keep {
                 s
             } else {

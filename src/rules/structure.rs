@@ -24,6 +24,29 @@ pub fn register(reg: &mut HashMap<&'static str, &'static dyn Rule>) {
 
 struct Add;
 struct Sum;
+
+/// The z-rule over the summands `xs` of `y` (those with `live` set): `x_k * r / y`, the
+/// division RAP's safe one or AttnLRP's stabilised one ([`Cx::z_div`]); a summand not live
+/// gets nothing. `part(k)` names summand k's share.
+fn z_shares(
+    cx: &mut Cx,
+    r: &str,
+    y: &str,
+    xs: &[&str],
+    live: &[bool],
+    part: &dyn Fn(usize) -> String,
+) -> Result<Vec<Option<String>>> {
+    let s = cx.z_div(r, y, "s")?;
+    let mut out = Vec::new();
+    for (k, (x, &l)) in xs.iter().zip(live).enumerate() {
+        out.push(if l {
+            Some(cx.e.mul(x, &s, &part(k))?)
+        } else {
+            None
+        });
+    }
+    Ok(out)
+}
 struct ShapeOf;
 
 /// Shape / Size read an activation's dimensions, not its values: no relevance goes back.
@@ -41,7 +64,8 @@ struct Concat;
 struct Reshape;
 
 /// Expand copies an activation along broadcast axes: each copy's relevance goes back to the
-/// value it copied (summed over the copies), for every method; the shape input takes none.
+/// value it copied (summed over the copies, as for a broadcast operand of the element-wise
+/// ops), for every method; the shape input takes none.
 struct Expand;
 
 impl Rule for Expand {
@@ -59,31 +83,13 @@ impl Rule for Expand {
     ) -> Result<Vec<Option<String>>> {
         let r = rel0(node, rel)?.to_string();
         let x = input(node, 0)?.to_string();
-        let (xd, yd) = (cx.dims(node, &x)?, cx.dims(node, &node.output[0])?);
-        if xd.len() != yd.len() {
+        if cx.dims(node, &x)?.len() != cx.dims(node, &node.output[0])?.len() {
             return Err(unsupported_use(
                 node,
                 "an Expand that adds axes to an activation is not supported",
             ));
         }
-        let axes: Vec<i64> = xd
-            .iter()
-            .zip(&yd)
-            .enumerate()
-            .filter(|(_, (&a, &b))| a != b)
-            .map(|(k, _)| k as i64)
-            .collect();
-        if axes.iter().any(|&a| cx.is_batch_axis(a)) {
-            return Err(unsupported_use(
-                node,
-                "it expands the batch axis of an activation",
-            ));
-        }
-        let out = if axes.is_empty() {
-            r
-        } else {
-            cx.e.reduce("ReduceSum", &r, &axes, true, "in")?
-        };
+        let out = super::elementwise::unbroadcast(cx, node, &r, &x, "in")?;
         let mut v = vec![Some(out)];
         v.resize(node.input.len().max(1), None);
         Ok(v)
@@ -121,20 +127,7 @@ impl Rule for Add {
             let out = |l: bool| l.then(|| r.clone());
             return Ok(vec![out(live[0]), out(live[1])]);
         }
-        if cx.method.is_attnlrp() {
-            // The epsilon rule: each live summand gets `x R / stab(y)`; a constant's share
-            // (a bias, a position embedding, an additive mask) is absorbed.
-            let s = cx.eps_div(&r, &y, "s")?;
-            let mut out = Vec::new();
-            for (k, (t, &l)) in [&a, &b].iter().zip(&live).enumerate() {
-                out.push(if l {
-                    Some(cx.e.mul(t, &s, &format!("in{k}"))?)
-                } else {
-                    None
-                });
-            }
-            return Ok(out);
-        }
+        let part = |k: usize| ["in.a", "in.b"][k].to_string();
         match (live[0], live[1]) {
             // Residual join, generalised RAP: shares by magnitude (conserving, bounded).
             (true, true) if cx.method.is_robust() => {
@@ -142,11 +135,11 @@ impl Rule for Add {
                 Ok(v.into_iter().map(Some).collect())
             }
             // Residual join: z-rule on the recomputed sum, each summand gets its share.
-            (true, true) => {
-                let s = cx.e.sd(&r, &y, "s")?;
-                let ra = cx.e.mul(&a, &s, "in.a")?;
-                let rb = cx.e.mul(&b, &s, "in.b")?;
-                Ok(vec![Some(ra), Some(rb)])
+            (true, true) => z_shares(cx, &r, &y, &[&a, &b], &live, &part),
+            // AttnLRP takes its epsilon rule with a constant summand too, whose share (a bias,
+            // a position embedding, an additive mask) is absorbed.
+            (true, false) | (false, true) if cx.method.is_attnlrp() => {
+                z_shares(cx, &r, &y, &[&a, &b], &live, &part)
             }
             // A constant added to an activation (a bias): the constant takes no relevance.
             (true, false) => Ok(vec![Some(r), None]),
@@ -199,20 +192,9 @@ impl Rule for Sum {
                 .map(|t| cx.dynamic.contains(t).then(|| shares.next()).flatten())
                 .collect());
         }
-        let s = if cx.method.is_attnlrp() {
-            cx.eps_div(&r, &y, "s")?
-        } else {
-            cx.e.sd(&r, &y, "s")?
-        };
-        let mut out = Vec::new();
-        for (k, t) in node.input.iter().enumerate() {
-            out.push(if cx.dynamic.contains(t) {
-                Some(cx.e.mul(t, &s, &format!("in{k}"))?)
-            } else {
-                None
-            });
-        }
-        Ok(out)
+        let ins: Vec<&str> = node.input.iter().map(String::as_str).collect();
+        let flags: Vec<bool> = ins.iter().map(|t| cx.dynamic.contains(*t)).collect();
+        z_shares(cx, &r, &y, &ins, &flags, &|k| format!("in{k}"))
     }
 }
 
