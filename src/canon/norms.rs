@@ -148,8 +148,9 @@ impl<'a> View<'a> {
         (n.input.len() == 2 && n.input[0] == n.input[1]).then(|| (k, n.input[0].as_str()))
     }
 
-    /// From a Sqrt node: `sd = Sqrt(ReduceMean(s^2) + eps)`; returns (s, eps, nodes).
-    fn root_mean_square(&self, sqrt: &NodeProto) -> Option<(&'a str, f32, Vec<usize>)> {
+    /// From a Sqrt node: `sd = Sqrt(ReduceMean(s^2) + eps)`; returns (s, eps, the node making
+    /// `s^2`, the nodes used: the Add, the ReduceMean and that node).
+    fn root_mean_square(&self, sqrt: &NodeProto) -> Option<(&'a str, f32, usize, Vec<usize>)> {
         let (ka, add) = self.made_by(sqrt.input.first()?, "Add")?;
         let (v, eps) = match add.input.as_slice() {
             [a, b] if self.scalar(b).is_some() => (a.as_str(), self.scalar(b)?),
@@ -168,7 +169,7 @@ impl<'a> View<'a> {
                 return None;
             }
         }
-        Some((s, eps, nodes))
+        Some((s, eps, kp, nodes))
     }
 
     /// `t / sd` read from the Sqrt's output `sd`: as Div(t, sd), Mul(t, Reciprocal(sd)) or
@@ -254,7 +255,7 @@ pub fn norms(graph: &GraphProto, facts: &Facts) -> Vec<Rewrite> {
         if sqrt.op_type() != "Sqrt" || !sqrt.domain().is_empty() || sqrt.output.is_empty() {
             continue;
         }
-        let Some((s, eps, mut nodes)) = v.root_mean_square(sqrt) else {
+        let Some((s, eps, square, mut nodes)) = v.root_mean_square(sqrt) else {
             continue;
         };
         nodes.push(ks);
@@ -280,8 +281,7 @@ pub fn norms(graph: &GraphProto, facts: &Facts) -> Vec<Rewrite> {
         let (op, x) = match centred {
             Some((kd, km, x, mean)) => {
                 // d is read by the square and the division only; the mean by d only.
-                let sq = nodes[2];
-                if !v.read_only_by(s, &[sq, kq]) || !v.read_only_by(mean, &[kd]) {
+                if !v.read_only_by(s, &[square, kq]) || !v.read_only_by(mean, &[kd]) {
                     continue;
                 }
                 nodes.extend([kd, km]);

@@ -63,12 +63,10 @@ pub fn over_batch(compiled: &Model, batch: &str, origin: &str) -> Result<Model> 
     if opset >= 13 {
         body.initializer.push(i64_tensor(AXES, &[1], &[0]));
     }
-    let axes = |_: &mut GraphProto, _: &str| -> (Vec<String>, Vec<AttributeProto>) {
-        if opset >= 13 {
-            (vec![AXES.to_string()], vec![])
-        } else {
-            (vec![], vec![crate::onnx::attr::make_ints("axes", &[0])])
-        }
+    let (axes_input, axes_attr): (Vec<String>, Vec<AttributeProto>) = if opset >= 13 {
+        (vec![AXES.to_string()], vec![])
+    } else {
+        (vec![], vec![crate::onnx::attr::make_ints("axes", &[0])])
     };
     // Names seen from outside (the Scan's inputs and outputs) are renamed inside the body:
     // a subgraph may not define a name of its enclosing graph again.
@@ -88,13 +86,12 @@ pub fn over_batch(compiled: &Model, batch: &str, origin: &str) -> Result<Model> 
     for vi in &runtime {
         let slice = format!("{}.rap_sample", vi.name());
         body.input.push(slice_info(vi, &slice));
-        let (extra, attrs) = axes(&mut body, "unsqueeze");
         body.node.push(NodeProto {
-            input: [vec![slice], extra].concat(),
+            input: [vec![slice], axes_input.clone()].concat(),
             output: vec![inner(vi.name())],
             name: Some(format!("rap.scan.in.{}", vi.name())),
             op_type: Some("Unsqueeze".into()),
-            attribute: attrs,
+            attribute: axes_attr.clone(),
             ..Default::default()
         });
     }
@@ -107,13 +104,12 @@ pub fn over_batch(compiled: &Model, batch: &str, origin: &str) -> Result<Model> 
     }));
     for vi in &g.output {
         let slice = format!("{}.rap_sample", vi.name());
-        let (extra, attrs) = axes(&mut body, "squeeze");
         body.node.push(NodeProto {
-            input: [vec![inner(vi.name())], extra].concat(),
+            input: [vec![inner(vi.name())], axes_input.clone()].concat(),
             output: vec![slice.clone()],
             name: Some(format!("rap.scan.out.{}", vi.name())),
             op_type: Some("Squeeze".into()),
-            attribute: attrs,
+            attribute: axes_attr.clone(),
             ..Default::default()
         });
         body.output.push(slice_info(vi, &slice));
