@@ -24,3 +24,4 @@ pub mod pass;
 pub mod plot;
 pub mod rules;
 pub mod runtime;
+pub mod text;

@@ -274,8 +274,19 @@ fn model_info(path: &Path) -> Result<ModelInfo> {
     let facts = infer_facts(&ir::export(&model)?, &origin)?;
     let roles = find_roles(&model.graph, &facts, None, None, &origin)?;
     let sample: Vec<usize> = input_sample_dims(&facts, &roles.input, &origin)?;
-    let pp = image_preprocess(&model, &sample, PartialPreprocess::default(), &origin)?
-        .ok_or_else(|| bad_input!("{origin}: the input is not an image; eval needs one"))?;
+    let pp = image_preprocess(&model, &sample, PartialPreprocess::default(), &origin)?.ok_or_else(
+        || {
+            if roles.embedding.is_some() {
+                bad_input!(
+                    "{origin}: the model reads token ids; evaluate it on labelled texts with \
+                     --data TEXTS.jsonl ({{\"text\": ..., \"label\": K}} a line, e.g. \
+                     models/data/nanoguard_texts.jsonl)"
+                )
+            } else {
+                bad_input!("{origin}: the input is neither an image nor token ids; eval needs one")
+            }
+        },
+    )?;
     let logits = model
         .graph
         .outputs
@@ -696,8 +707,9 @@ pub struct EvalCli {
     model: PathBuf,
     /// Benchmark .npz (images uint8 [N,H,W(,3)], labels, boxes [N,4] as x0,y0,x1,y1,
     /// masks), or a folder of photos (preprocessed as `explain` does; only region
-    /// perturbation is scored, for the predicted class) [default: the model's
-    /// onnx_rap.benchmark metadata]
+    /// perturbation is scored, for the predicted class), or for a text model a .jsonl of
+    /// labelled texts ({"text": ..., "label": K} a line: token deletion is scored)
+    /// [default: the model's onnx_rap.benchmark metadata]
     #[arg(long)]
     data: Option<PathBuf>,
     /// Methods to compare, comma-separated [default: all]
@@ -706,15 +718,19 @@ pub struct EvalCli {
     /// Stabiliser of lrp-eps
     #[arg(long, default_value_t = crate::rules::DEFAULT_EPSILON)]
     epsilon: f32,
-    /// Evaluate only the first N images
+    /// Evaluate only the first N images (texts: N texts spread evenly over the file)
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Patch size of region perturbation (pixels)
     #[arg(long, default_value_t = 4)]
     patch: usize,
-    /// Perturbation steps (one patch each)
-    #[arg(long, default_value_t = 48)]
-    steps: usize,
+    /// Perturbation steps: one patch each for images [default: 48]; for texts, 5% of the
+    /// tokens each [default: 10, up to half of every text]
+    #[arg(long)]
+    steps: Option<usize>,
+    /// The tokenizer of a text model [default: the file its metadata names]
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
     /// Seed of the noise generator (SplitMix64, started at seed + image index)
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -746,6 +762,7 @@ pub fn main(cli: EvalCli) -> Result<()> {
         limit,
         patch,
         steps,
+        tokenizer,
         seed,
         batch,
         threads,
@@ -758,6 +775,33 @@ pub fn main(cli: EvalCli) -> Result<()> {
     } else {
         methods.into_iter().map(args::method).collect()
     };
+    if let Some(data) = data
+        .as_ref()
+        .filter(|d| d.extension().is_some_and(|e| e == "jsonl"))
+    {
+        let args = super::eval_text::TextEvalArgs {
+            model,
+            data: data.clone(),
+            tokenizer,
+            methods,
+            epsilon,
+            limit,
+            steps: steps.unwrap_or(10),
+            seed,
+            threads: args::threads(threads),
+            dump,
+        };
+        let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let r = super::eval_text::run(&args, progress)?;
+        if json {
+            println!("{}", r.to_json());
+        } else {
+            println!("{}: {}\n", r.model, r.data);
+            print!("{}", r.table());
+        }
+        return Ok(());
+    }
+    let steps = steps.unwrap_or(48);
     let args = Args {
         model,
         data,

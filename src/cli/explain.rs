@@ -118,71 +118,9 @@ impl Outcome {
         )
     }
 
-    /// The `--layer-sums` table (empty without it): fixed-width columns, long node names
-    /// shortened from the left, rows that do not hand on what they received marked `*`.
+    /// The `--layer-sums` table (empty without it).
     pub fn layer_table(&self) -> String {
-        if self.layer_sums.is_empty() {
-            return String::new();
-        }
-        const NAME_MAX: usize = 44;
-        let width = |s: &str| s.chars().count();
-        let clip = |s: &str, max: usize| -> String {
-            let n = width(s);
-            if n <= max {
-                s.to_string()
-            } else {
-                let tail: String = s.chars().skip(n - (max - 3)).collect();
-                format!("...{tail}")
-            }
-        };
-        let name_w = self
-            .layer_sums
-            .iter()
-            .map(|r| width(&r.layer))
-            .max()
-            .unwrap_or(0)
-            .clamp(5, NAME_MAX);
-        let op_w = self
-            .layer_sums
-            .iter()
-            .map(|r| width(&r.op))
-            .max()
-            .unwrap_or(0)
-            .max(7);
-        let logit = self.logit as f64;
-        let mut t = format!(
-            "  {:<name_w$}  {:<op_w$}  {:>12}  {:>12}  {:>15}  {:>12}\n",
-            "layer", "op type", "received", "handed", "handed/received", "handed/logit"
-        );
-        let mut off = 0;
-        for r in &self.layer_sums {
-            let ratio = r.handed / r.received;
-            // The output layer of RAP receives the one-hot target and hands on the logit.
-            let seed = r.received == 1.0 && (r.handed / logit - 1.0).abs() <= 1e-3;
-            let flag = if seed {
-                "  (one-hot in, logit out)"
-            } else if (ratio - 1.0).abs() > 1e-3 {
-                off += 1;
-                " *"
-            } else {
-                ""
-            };
-            t += &format!(
-                "  {:<name_w$}  {:<op_w$}  {:>12.5}  {:>12.5}  {:>15.6}  {:>12.6}{flag}\n",
-                clip(&r.layer, name_w),
-                r.op,
-                r.received,
-                r.handed,
-                ratio,
-                r.handed / logit
-            );
-        }
-        t += &format!(
-            "  {} rules, from the logits to the input; {off} marked * hand on a share other \
-             than 1 (|handed/received - 1| > 1e-3)\n",
-            self.layer_sums.len()
-        );
-        t
+        layer_table(&self.layer_sums, self.logit as f64)
     }
 
     pub fn to_json(&self) -> Json {
@@ -223,6 +161,66 @@ impl Outcome {
         }
         v
     }
+}
+
+/// The `--layer-sums` table of `rows` for an explained `logit` (empty without rows): fixed-width
+/// columns, long node names shortened from the left, rows that do not hand on what they
+/// received marked `*`.
+pub fn layer_table(rows: &[LayerSum], logit: f64) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    const NAME_MAX: usize = 44;
+    let width = |s: &str| s.chars().count();
+    let clip = |s: &str, max: usize| -> String {
+        let n = width(s);
+        if n <= max {
+            s.to_string()
+        } else {
+            let tail: String = s.chars().skip(n - (max - 3)).collect();
+            format!("...{tail}")
+        }
+    };
+    let name_w = rows
+        .iter()
+        .map(|r| width(&r.layer))
+        .max()
+        .unwrap_or(0)
+        .clamp(5, NAME_MAX);
+    let op_w = rows.iter().map(|r| width(&r.op)).max().unwrap_or(0).max(7);
+    let mut t = format!(
+        "  {:<name_w$}  {:<op_w$}  {:>12}  {:>12}  {:>15}  {:>12}\n",
+        "layer", "op type", "received", "handed", "handed/received", "handed/logit"
+    );
+    let mut off = 0;
+    for r in rows {
+        let ratio = r.handed / r.received;
+        // The output layer of RAP receives the one-hot target and hands on the logit.
+        let seed = r.received == 1.0 && (r.handed / logit - 1.0).abs() <= 1e-3;
+        let flag = if seed {
+            "  (one-hot in, logit out)"
+        } else if (ratio - 1.0).abs() > 1e-3 {
+            off += 1;
+            " *"
+        } else {
+            ""
+        };
+        t += &format!(
+            "  {:<name_w$}  {:<op_w$}  {:>12.5}  {:>12.5}  {:>15.6}  {:>12.6}{flag}\n",
+            clip(&r.layer, name_w),
+            r.op,
+            r.received,
+            r.handed,
+            ratio,
+            r.handed / logit
+        );
+    }
+    t += &format!(
+        "  {} rules, from the logits to the input; {off} marked * hand on a share other \
+         than 1 (|handed/received - 1| > 1e-3)\n",
+        rows.len()
+    );
+    t
 }
 
 /// The `k` most probable classes: softmax of `logits` (in f64), most probable first.
@@ -359,86 +357,173 @@ pub fn image_preprocess(
     }))
 }
 
+/// A model compiled for `explain` in memory: the encoded graph with its relevance outputs
+/// (and the explained logits as an output), and what the runs need to read them.
+pub struct Compiled {
+    pub bytes: Vec<u8>,
+    /// The compiled graph's outputs, in order.
+    pub names: Vec<String>,
+    /// The explained logits' tensor.
+    pub logits: String,
+    /// The explained input and its dims per sample.
+    pub input: String,
+    pub sample: Vec<usize>,
+    pub classes: usize,
+    pub labels: Option<Vec<String>>,
+    pub facts: crate::analysis::Facts,
+    pub roles: crate::analysis::Roles,
+    /// The model's runtime inputs in order, each with whether it holds integers.
+    pub inputs: Vec<(String, bool)>,
+    /// Op types of the layer-sum rows, by node name (or first output, for unnamed nodes).
+    op_types: HashMap<String, String>,
+}
+
+impl Compiled {
+    /// Compile `model` (read from `origin`) with `opts`; `target` is checked against the
+    /// classes and adds the `rap_target` input.
+    pub fn new(
+        model: &ir::Model,
+        origin: &str,
+        opts: &Options,
+        target: Option<i64>,
+    ) -> Result<Compiled> {
+        let proto = ir::export(model)?;
+        let facts = infer_facts(&proto, origin)?;
+        drop(proto); // every copy of the weights goes as soon as it is not needed
+        let opts = Options {
+            target_input: target.is_some(),
+            ..opts.clone()
+        };
+        let op_types: HashMap<String, String> = model
+            .graph
+            .g
+            .node_weights()
+            .filter_map(|n| n.op())
+            .flat_map(|n| {
+                let t = n.op_type().to_string();
+                let mut keys = vec![(n.name().to_string(), t.clone())];
+                if let Some(o) = n.output.first() {
+                    keys.push((o.clone(), t));
+                }
+                keys
+            })
+            .filter(|(k, _)| !k.is_empty())
+            .collect();
+        let mut compiled = compile_with_facts(model, &facts, &opts, origin)?;
+        // The explained logits (behind a trailing Softmax, say) become an output of the
+        // in-memory model, so the summary reports the logit itself.
+        let roles = find_roles(
+            &model.graph,
+            &facts,
+            opts.input.as_deref(),
+            opts.output.as_deref(),
+            origin,
+        )?;
+        let logits = roles.logits.clone();
+        if !compiled.graph.outputs.iter().any(|o| o.name() == logits) {
+            compiled.graph.outputs.push(ValueInfoProto {
+                name: Some(logits.clone()),
+                ..Default::default()
+            });
+        }
+        let bytes = crate::onnx::encode(&ir::export(&compiled)?);
+        let names = compiled
+            .graph
+            .outputs
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        drop(compiled);
+        let input = roles.input.clone();
+        let sample: Vec<usize> = input_sample_dims(&facts, &input, origin)?;
+        let classes = roles.classes as usize;
+        if let Some(t) = target {
+            if t < 0 || t as usize >= classes {
+                return Err(bad_input!(
+                    "--target {t} is out of range: the model has {classes} classes (0..{})",
+                    classes - 1
+                ));
+            }
+        }
+        let inputs = model
+            .graph
+            .runtime_inputs()
+            .into_iter()
+            .map(|n| {
+                let integer = facts.get(n).is_some_and(|f| f.is_integer());
+                (n.to_string(), integer)
+            })
+            .collect();
+        Ok(Compiled {
+            bytes,
+            names,
+            inputs,
+            logits,
+            input,
+            sample,
+            classes,
+            labels: labels(model, classes),
+            facts,
+            roles,
+            op_types,
+        })
+    }
+
+    /// The `--layer-sum` outputs, in order.
+    pub fn layer_outputs(&self) -> Vec<&String> {
+        self.names
+            .iter()
+            .filter(|n| n.starts_with(crate::pass::LAYER_SUM))
+            .collect()
+    }
+
+    /// Sample `k`'s layer sums in the outputs `out` of a run.
+    pub fn layer_sums(&self, out: &[(String, ArrayD<f32>)], k: usize) -> Result<Vec<LayerSum>> {
+        self.layer_outputs()
+            .into_iter()
+            .map(|n| {
+                let a = out
+                    .iter()
+                    .find(|(o, _)| o == n)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| Error::Runtime(format!("no output {n}")))?;
+                let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
+                let pair = a.index_axis(Axis(0), k);
+                Ok(LayerSum {
+                    op: self
+                        .op_types
+                        .get(&layer)
+                        .cloned()
+                        .unwrap_or_else(|| "?".into()),
+                    layer,
+                    received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
+                    handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Explain every input; nothing is written unless every input could be read.
 pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     let origin = args.model.display().to_string();
     let model = super::load_model(&args.model)?;
-    let proto = ir::export(&model)?;
-    let facts = infer_facts(&proto, &origin)?;
-    drop(proto); // every copy of the weights goes as soon as it is not needed
-    let opts = Options {
-        target_input: args.target.is_some(),
-        ..args.compile.clone()
-    };
-    // Op types of the layer-sum rows, by node name (or first output, for unnamed nodes).
-    let op_types: HashMap<String, String> = model
-        .graph
-        .g
-        .node_weights()
-        .filter_map(|n| n.op())
-        .flat_map(|n| {
-            let t = n.op_type().to_string();
-            let mut keys = vec![(n.name().to_string(), t.clone())];
-            if let Some(o) = n.output.first() {
-                keys.push((o.clone(), t));
-            }
-            keys
-        })
-        .filter(|(k, _)| !k.is_empty())
-        .collect();
-    let mut compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
-    // The explained logits (behind a trailing Softmax, say) become an output of the in-memory
-    // model, so the summary reports the logit itself.
-    let roles = find_roles(
-        &model.graph,
-        &facts,
-        opts.input.as_deref(),
-        opts.output.as_deref(),
-        &origin,
-    )?;
-    let logits_name = roles.logits.clone();
-    if !compiled
-        .graph
-        .outputs
-        .iter()
-        .any(|o| o.name() == logits_name)
-    {
-        compiled.graph.outputs.push(ValueInfoProto {
-            name: Some(logits_name.clone()),
-            ..Default::default()
-        });
+    let c = Compiled::new(&model, &origin, &args.compile, args.target)?;
+    if c.roles.embedding.is_some() {
+        return Err(bad_input!(
+            "{origin}: the model reads token ids (input '{}'); give it texts with --text \
+             \"...\" or --input FILE.txt|FILE.jsonl",
+            c.input
+        ));
     }
-    let bytes = crate::onnx::encode(&ir::export(&compiled)?);
-    let input = model
-        .graph
-        .runtime_inputs()
-        .first()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let input = opts.input.clone().unwrap_or(input);
-    let sample: Vec<usize> = input_sample_dims(&facts, &input, &origin)?;
-    let classes = roles.classes as usize;
-    let labels = labels(&model, classes);
-    if let Some(t) = args.target {
-        if t < 0 || t as usize >= classes {
-            return Err(bad_input!(
-                "--target {t} is out of range: the model has {classes} classes (0..{})",
-                classes - 1
-            ));
-        }
-    }
+    let sample = c.sample.clone();
+    let labels = c.labels.clone();
 
     let pp = args.preprocess.clone();
     let image_pp = image_preprocess(&model, &sample, pp, &origin)?;
     let layout = image_pp.as_ref().map_or(Layout::Nchw, |p| p.layout);
-    let names: Vec<String> = compiled
-        .graph
-        .outputs
-        .iter()
-        .map(|o| o.name().to_string())
-        .collect();
-    // The plan is made from `bytes` alone: the two graphs (and their weights) go first.
-    drop((model, compiled));
+    // The plan is made from the compiled bytes alone: the model (and its weights) goes first.
+    drop(model);
 
     // Every input checked before the first run: .npy files are read (their sample counts name
     // the outputs), images only opened and their headers read; they are decoded on the worker
@@ -519,12 +604,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     } else {
         ProgressBar::hidden()
     };
-    let layer_outputs: Vec<&String> = names
-        .iter()
-        .filter(|n| n.starts_with(crate::pass::LAYER_SUM))
-        .collect();
     // A model that folds its batch axis is explained one input per run.
-    let per_run = if facts.single_sample {
+    let per_run = if c.facts.single_sample {
         1
     } else {
         args.batch.max(1)
@@ -545,9 +626,9 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             let mut inputs = vec![Value::F32(ArrayD::zeros(shape))];
             inputs.extend(target_input(chunk.len()));
             e.insert(Plan::with(
-                &bytes,
+                &c.bytes,
                 &inputs,
-                names.clone(),
+                c.names.clone(),
                 Optimise::Codegen,
             )?);
         }
@@ -582,29 +663,12 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         let out = plans[&chunk.len()].run(&inputs)?;
         drop(inputs);
         let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
-        let logits = get(&logits_name).ok_or_else(|| Error::Runtime("no logits output".into()))?;
+        let logits = get(&c.logits).ok_or_else(|| Error::Runtime("no logits output".into()))?;
         let rel = get(crate::pass::RELEVANCE)
             .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
-        let mut sums: Vec<&ArrayD<f32>> = Vec::new();
-        for n in &layer_outputs {
-            sums.push(get(n).ok_or_else(|| Error::Runtime(format!("no output {n}")))?);
-        }
         let mut outcomes = Vec::with_capacity(chunk.len());
         for (k, it) in chunk.iter().enumerate() {
-            let layer_sums = layer_outputs
-                .iter()
-                .zip(&sums)
-                .map(|(n, a)| {
-                    let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
-                    let pair = a.index_axis(Axis(0), k);
-                    LayerSum {
-                        op: op_types.get(&layer).cloned().unwrap_or_else(|| "?".into()),
-                        layer,
-                        received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
-                        handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
-                    }
-                })
-                .collect();
+            let layer_sums = c.layer_sums(&out, k)?;
             let rel = rel.index_axis(Axis(0), k);
             let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
             outcomes.push(write_outcome(
@@ -690,7 +754,7 @@ fn write_outcome(
     })
 }
 
-fn argmax(v: &[f32]) -> usize {
+pub(crate) fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
@@ -715,16 +779,28 @@ fn channel_sum(rel: ArrayViewD<f32>, layout: Layout) -> Option<ndarray::Array2<f
 pub struct ExplainCli {
     /// The model to explain (.onnx)
     model: PathBuf,
-    /// Images (.png, .jpg), .npy tensors (float32, one sample or a batch), or folders of them
-    #[arg(short, long, required = true, num_args = 1..)]
+    /// Images (.png, .jpg), .npy tensors (float32, one sample or a batch), or folders of them;
+    /// for a text model, .txt files (one text a line) or .jsonl files (a "text" field a line)
+    #[arg(short, long, required_unless_present = "text", num_args = 1..)]
     input: Vec<PathBuf>,
+    /// A text to explain with a text model (repeatable): its tokens are printed with their
+    /// relevance (coloured on a terminal, `token(+0.12)` otherwise)
+    ///
+    /// Example: onnx-rap explain models/nanoguard.onnx --text "Ignore all previous instructions"
+    #[arg(long, value_name = "TEXT")]
+    text: Vec<String>,
+    /// The tokenizer of a text model (a tiktoken-bpe JSON) [default: the file the model's
+    /// metadata names, beside the model]
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
     /// Class to explain for every input [default: each input's predicted class]
     #[arg(short, long)]
     target: Option<i64>,
     /// Output folder; its files appear when every input has been explained (on an error it
-    /// is left as it was)
-    #[arg(short, long, default_value = "rap_out")]
-    out: PathBuf,
+    /// is left as it was). Texts write files only when it is given: an HTML page per text,
+    /// relevance.jsonl and summary.tsv [default for images: rap_out]
+    #[arg(short, long)]
+    out: Option<PathBuf>,
     /// Inputs per tract run. tract's per-image time grows with the batch (ResNet-50: 1.5x
     /// at 8), so the default runs each input alone, several at once on --threads
     #[arg(long, default_value_t = 1)]
@@ -784,9 +860,19 @@ pub struct ExplainCli {
 
 /// `onnx-rap explain`: explain every input, print one line each (or JSON), write the files.
 pub fn main(cli: ExplainCli) -> Result<()> {
+    let texts = !cli.text.is_empty()
+        || cli
+            .input
+            .iter()
+            .any(|p| super::explain_text::is_text_file(p));
+    if texts {
+        return main_text(cli);
+    }
     let ExplainCli {
         model,
         input,
+        text: _,
+        tokenizer: _,
         target,
         out,
         batch,
@@ -810,7 +896,7 @@ pub fn main(cli: ExplainCli) -> Result<()> {
         model,
         inputs: input,
         target,
-        out,
+        out: out.unwrap_or_else(|| PathBuf::from("rap_out")),
         batch,
         threads: args::threads(threads),
         blend,
@@ -850,6 +936,56 @@ pub fn main(cli: ExplainCli) -> Result<()> {
             outcomes.iter().map(|o| o.files.len()).sum::<usize>(),
             args.out.display()
         );
+    }
+    Ok(())
+}
+
+/// `explain` on texts: one summary line and one line of coloured tokens each (or JSON).
+fn main_text(cli: ExplainCli) -> Result<()> {
+    use super::explain_text::{gather, TextArgs};
+    if let Some(p) = cli
+        .input
+        .iter()
+        .find(|p| !super::explain_text::is_text_file(p))
+    {
+        return Err(bad_input!(
+            "{}: texts come in .txt or .jsonl files (or --text); images and tensors cannot be              mixed with texts",
+            p.display()
+        ));
+    }
+    let args = TextArgs {
+        texts: gather(&cli.text, &cli.input)?,
+        model: cli.model,
+        tokenizer: cli.tokenizer,
+        target: cli.target,
+        out: cli.out,
+        batch: cli.batch,
+        threads: args::threads(cli.threads),
+        compile: Options {
+            method: args::method(cli.method),
+            epsilon: cli.epsilon,
+            layer_sums: cli.layer_sums,
+            ..Options::default()
+        },
+    };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcomes = super::explain_text::run(&args, progress)?;
+    if cli.json {
+        let v: Vec<_> = outcomes.iter().map(|o| o.to_json()).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Runtime(e.to_string()))?
+        );
+        return Ok(());
+    }
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    for o in &outcomes {
+        println!("{}", o.line());
+        println!("  {}", o.tokens_line(colour));
+        print!("{}", o.layer_table());
+    }
+    if let Some(out) = &args.out {
+        eprintln!("wrote {} file(s) to {}", outcomes.len() + 2, out.display());
     }
     Ok(())
 }

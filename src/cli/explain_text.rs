@@ -1,0 +1,523 @@
+//! `onnx-rap explain MODEL --text "..."` (or `--input FILE.txt|.jsonl`) for text models: the
+//! texts are tokenised as the model's metadata says (see [`crate::text`]), explained in one
+//! compiled plan, and printed token by token; `--out DIR` adds an HTML page per text, a
+//! `relevance.jsonl` and a `summary.tsv`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{ArrayD, Axis};
+use serde_json::{json, Value as Json};
+
+use super::explain::{argmax, layer_table, metadata, top_k, Compiled, LayerSum, Ranked};
+use crate::bad_input;
+use crate::error::{Error, Result};
+use crate::pass::Options;
+use crate::runtime::{Optimise, Plan, Value};
+use crate::text::{excerpt, Encoded, TextSpec, Token, META_TOKENIZER};
+
+/// One text to explain: a name for its files and messages, and the text.
+#[derive(Clone, Debug)]
+pub struct Text {
+    pub name: String,
+    pub text: String,
+}
+
+/// What to explain and how.
+pub struct TextArgs {
+    pub model: PathBuf,
+    pub texts: Vec<Text>,
+    pub tokenizer: Option<PathBuf>,
+    pub target: Option<i64>,
+    pub out: Option<PathBuf>,
+    pub batch: usize,
+    pub threads: usize,
+    pub compile: Options,
+}
+
+/// One explained text.
+pub struct TextOutcome {
+    pub name: String,
+    pub text: String,
+    pub predicted: usize,
+    pub label: Option<String>,
+    pub target: usize,
+    pub target_label: Option<String>,
+    pub logit: f32,
+    /// The relevance of every position the model read (it equals the logit for `rap`).
+    pub relevance_sum: f64,
+    pub top: Vec<Ranked>,
+    pub tokens: Vec<Token>,
+    /// Relevance of each of `tokens`.
+    pub relevance: Vec<f32>,
+    /// Relevance of the start token, if the model has one.
+    pub start: Option<f32>,
+    /// Relevance summed over the padding positions.
+    pub padding: f64,
+    /// `(tokens read, tokens in the text)` when the text was cut to the context.
+    pub truncated: Option<(usize, usize)>,
+    pub layer_sums: Vec<LayerSum>,
+    pub files: Vec<PathBuf>,
+}
+
+fn signed(x: f64) -> String {
+    if x == 0.0 || x.abs() >= 0.01 || !x.is_finite() {
+        format!("{x:+.2}")
+    } else {
+        format!("{x:+.1e}")
+    }
+}
+
+impl TextOutcome {
+    fn explained(&self) -> String {
+        self.target_label
+            .clone()
+            .unwrap_or_else(|| format!("class {}", self.target))
+    }
+
+    /// The summary line: the classes, the explained class, its logit and where the relevance
+    /// went (text tokens, start token, padding).
+    pub fn line(&self) -> String {
+        let top: Vec<String> = self
+            .top
+            .iter()
+            .map(|r| format!("{} {:.1}%", r.name(), 100.0 * r.probability))
+            .collect();
+        let tokens: f64 = self.relevance.iter().map(|&v| v as f64).sum();
+        let mut parts = vec![format!("{} tokens {}", self.tokens.len(), signed(tokens))];
+        if let Some(s) = self.start {
+            parts.push(format!("start token {}", signed(s as f64)));
+        }
+        parts.push(format!("padding {}", signed(self.padding)));
+        format!(
+            "{}: {} | explained: {}, logit {:.2}, relevance sum {:.2} ({})",
+            self.name,
+            top.join(", "),
+            self.explained(),
+            self.logit,
+            self.relevance_sum,
+            parts.join(", ")
+        )
+    }
+
+    /// The text with every token marked by its relevance: ANSI background colours (scaled by
+    /// the text's largest |relevance|) when `colour`, else `token(+0.12)`.
+    pub fn tokens_line(&self, colour: bool) -> String {
+        let scale = self.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut s = String::new();
+        for (t, &r) in self.tokens.iter().zip(&self.relevance) {
+            if colour {
+                let (bg, fg) = crate::text::html::token_colours(r, scale);
+                let fg = if fg == "#fff" { 97 } else { 30 };
+                s += &format!(
+                    "\x1b[48;2;{};{};{}m\x1b[{fg}m{}\x1b[0m",
+                    bg[0], bg[1], bg[2], t.text
+                );
+            } else {
+                s += &format!("{}({})", t.text, signed(r as f64));
+            }
+        }
+        s
+    }
+
+    /// The `--layer-sums` table (empty without it).
+    pub fn layer_table(&self) -> String {
+        layer_table(&self.layer_sums, self.logit as f64)
+    }
+
+    pub fn to_json(&self) -> Json {
+        let mut v = json!({
+            "name": self.name,
+            "text": self.text,
+            "predicted": self.predicted,
+            "predicted_label": self.label,
+            "target": self.target,
+            "target_label": self.target_label,
+            "target_logit": self.logit,
+            "relevance_sum": self.relevance_sum,
+            "top": self.top.iter().map(|r| json!({
+                "class": r.class,
+                "name": r.name(),
+                "probability": r.probability,
+            })).collect::<Vec<_>>(),
+            "tokens": self.tokens.iter().zip(&self.relevance).map(|(t, r)| json!({
+                "text": t.text,
+                "start": t.start,
+                "end": t.end,
+                "id": t.id,
+                "relevance": r,
+            })).collect::<Vec<_>>(),
+            "start_token_relevance": self.start,
+            "padding_relevance": self.padding,
+            "truncated": self.truncated.map(|(kept, total)| json!({"kept": kept, "total": total})),
+            "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        });
+        if !self.layer_sums.is_empty() {
+            v["layer_sums"] = self
+                .layer_sums
+                .iter()
+                .map(|r| json!({"layer": r.layer, "op": r.op, "received": r.received, "handed": r.handed}))
+                .collect();
+        }
+        v
+    }
+}
+
+/// The texts of `--text` values and of .txt (one text a line) or .jsonl (a `text` field a
+/// line) files, named `text_K` and `STEM_LINE`. Blank lines are skipped.
+pub fn gather(texts: &[String], files: &[PathBuf]) -> Result<Vec<Text>> {
+    let mut out: Vec<Text> = texts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| Text {
+            name: format!("text_{}", k + 1),
+            text: t.clone(),
+        })
+        .collect();
+    for f in files {
+        out.extend(read_texts(f)?);
+    }
+    if out.is_empty() {
+        return Err(bad_input!(
+            "no text given: pass --text \"...\" or --input FILE.txt|FILE.jsonl"
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether `p` names a file of texts.
+pub fn is_text_file(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .as_deref(),
+        Some("txt" | "jsonl")
+    )
+}
+
+/// The texts of one .txt or .jsonl file.
+pub fn read_texts(f: &Path) -> Result<Vec<Text>> {
+    let shown = f.display();
+    let jsonl = f.extension().is_some_and(|e| e == "jsonl");
+    let file = std::fs::File::open(f).map_err(|e| bad_input!("{shown}: cannot read: {e}"))?;
+    let stem = f
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "text".into());
+    let mut out = Vec::new();
+    for (k, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(|e| bad_input!("{shown}: cannot read: {e}"))?;
+        let line = String::from_utf8(line).map_err(|e| {
+            bad_input!(
+                "{shown}:{}: the line is not valid UTF-8 (byte {}); texts must be UTF-8",
+                k + 1,
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let text = if jsonl {
+            let v: Json = serde_json::from_str(line)
+                .map_err(|e| bad_input!("{shown}:{}: not a JSON object: {e}", k + 1))?;
+            v.get("text")
+                .and_then(Json::as_str)
+                .ok_or_else(|| bad_input!("{shown}:{}: the object has no \"text\" string", k + 1))?
+                .to_string()
+        } else {
+            line.to_string()
+        };
+        out.push(Text {
+            name: format!("{stem}_{}", k + 1),
+            text,
+        });
+    }
+    if out.is_empty() {
+        return Err(bad_input!("{shown}: the file holds no text"));
+    }
+    Ok(out)
+}
+
+/// The model's inputs for `texts`, in the compiled graph's input order: the ids, a mask for
+/// every integer input whose name says mask, zeros for other integer inputs (token types),
+/// and `rap_target` when `target` is set.
+pub fn feeds(
+    c: &Compiled,
+    spec: &TextSpec,
+    texts: &[&Encoded],
+    target: Option<i64>,
+    origin: &str,
+) -> Result<Vec<Value>> {
+    let mut v = Vec::with_capacity(c.inputs.len() + 1);
+    for (name, integer) in &c.inputs {
+        if *name == c.input {
+            v.push(Value::I64(spec.ids(texts)));
+        } else if !integer {
+            return Err(bad_input!(
+                "{origin}: input '{name}' holds floats; a text model's other inputs must be \
+                 integer masks or token types"
+            ));
+        } else if name.to_ascii_lowercase().contains("mask") {
+            v.push(Value::I64(spec.mask(texts)));
+        } else {
+            v.push(Value::I64(ArrayD::zeros(vec![texts.len(), spec.context])));
+        }
+    }
+    if let Some(t) = target {
+        v.push(Value::I64(ArrayD::from_elem(vec![texts.len()], t)));
+    }
+    Ok(v)
+}
+
+/// The tokenizer of a compiled text model: its metadata's, or `--tokenizer`.
+pub fn text_spec(
+    model: &crate::ir::Model,
+    c: &Compiled,
+    model_path: &Path,
+    tokenizer: Option<&Path>,
+) -> Result<TextSpec> {
+    if c.roles.embedding.is_none() {
+        return Err(bad_input!(
+            "{}: the explained input '{}' is not token ids read by an embedding lookup; texts \
+             need a text model (images and .npy tensors go to --input)",
+            model_path.display(),
+            c.input
+        ));
+    }
+    let context = c.sample.first().copied();
+    let spec = TextSpec::load(
+        metadata(model, META_TOKENIZER),
+        tokenizer,
+        model_path,
+        context,
+    )?;
+    if context.is_some_and(|t| t != spec.context) {
+        return Err(bad_input!(
+            "{}: the tokenizer settings give a context of {} tokens but input '{}' has {}",
+            model_path.display(),
+            spec.context,
+            c.input,
+            context.unwrap_or(0)
+        ));
+    }
+    Ok(spec)
+}
+
+/// Explain every text; files (with --out) appear only when every text has succeeded.
+pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
+    let origin = args.model.display().to_string();
+    let model = super::load_model(&args.model)?;
+    let c = Compiled::new(&model, &origin, &args.compile, args.target)?;
+    let spec = text_spec(&model, &c, &args.model, args.tokenizer.as_deref())?;
+    drop(model);
+
+    // Every text tokenised before the first run: an empty text stops the command.
+    let encoded: Vec<Encoded> = args
+        .texts
+        .iter()
+        .map(|t| spec.encode(&t.text, &t.name))
+        .collect::<Result<_>>()?;
+    for (t, e) in args.texts.iter().zip(&encoded) {
+        if e.truncated() {
+            eprintln!(
+                "warning: {} (\"{}\") has {} tokens; the model reads {} ({} with the start \
+                 token), so only the first {} are explained",
+                t.name,
+                excerpt(&t.text, 40),
+                e.total,
+                spec.context,
+                e.offset,
+                e.tokens.len()
+            );
+        }
+    }
+    let per_run = if c.facts.single_sample {
+        1
+    } else {
+        args.batch.max(1)
+    };
+    let index: Vec<usize> = (0..encoded.len()).collect();
+    let chunks: Vec<&[usize]> = index.chunks(per_run).collect();
+    let workers = crate::runtime::share_threads(args.threads.max(1), chunks.len());
+    let mut plans: std::collections::HashMap<usize, Plan> = Default::default();
+    for chunk in &chunks {
+        if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
+            let sample: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
+            let inputs = feeds(&c, &spec, &sample, args.target, &origin)?;
+            e.insert(Plan::with(
+                &c.bytes,
+                &inputs,
+                c.names.clone(),
+                Optimise::Codegen,
+            )?);
+        }
+    }
+    let bar = if progress && encoded.len() > 1 {
+        let b = ProgressBar::new(encoded.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} texts, {per_sec}, eta {eta}")
+                .map_err(|e| Error::Runtime(e.to_string()))?,
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let staged = match &args.out {
+        Some(o) => Some(crate::outdir::Staged::new(o)?),
+        None => None,
+    };
+    let model_name = args
+        .model
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let method = args.compile.method.name();
+    let explain_chunk = |chunk: &[usize]| -> Result<Vec<TextOutcome>> {
+        let sample: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
+        let inputs = feeds(&c, &spec, &sample, args.target, &origin)?;
+        let out = plans[&chunk.len()].run(&inputs)?;
+        let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
+        let logits = get(&c.logits).ok_or_else(|| Error::Runtime("no logits output".into()))?;
+        let rel = get(crate::pass::RELEVANCE)
+            .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        for (k, &i) in chunk.iter().enumerate() {
+            let e = &encoded[i];
+            let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
+            let rel: Vec<f32> = rel.index_axis(Axis(0), k).iter().copied().collect();
+            let predicted = argmax(&logits);
+            let target = args.target.map_or(predicted, |t| t as usize);
+            let label = |k: usize| c.labels.as_ref().and_then(|l| l.get(k).cloned());
+            let n = e.ids.len();
+            let o = TextOutcome {
+                name: args.texts[i].name.clone(),
+                text: args.texts[i].text.clone(),
+                predicted,
+                label: label(predicted),
+                target,
+                target_label: label(target),
+                logit: logits[target],
+                relevance_sum: rel.iter().map(|&v| v as f64).sum(),
+                top: top_k(&logits, c.classes.min(5), c.labels.as_deref()),
+                tokens: e.tokens.clone(),
+                relevance: rel[e.offset..n].to_vec(),
+                start: (e.offset > 0).then(|| rel[0]),
+                padding: rel[n..].iter().map(|&v| v as f64).sum(),
+                truncated: e.truncated().then_some((e.tokens.len(), e.total)),
+                layer_sums: c.layer_sums(&out, k)?,
+                files: Vec::new(),
+            };
+            outcomes.push(match &staged {
+                Some(s) => write_page(o, s, &model_name, method)?,
+                None => o,
+            });
+        }
+        bar.inc(chunk.len() as u64);
+        Ok(outcomes)
+    };
+    let result = crate::parallel::map(workers, &chunks, |_, chunk| explain_chunk(chunk))
+        .map(|o| o.into_iter().flatten().collect::<Vec<_>>())
+        .and_then(|mut o| {
+            if let Some(s) = &staged {
+                write_tables(&mut o, s)?;
+            }
+            Ok(o)
+        });
+    bar.finish_and_clear();
+    match (result, staged) {
+        (Ok(o), Some(s)) => {
+            s.commit()?;
+            Ok(o)
+        }
+        (Ok(o), None) => Ok(o),
+        (Err(e), s) => {
+            if let Some(s) = s {
+                s.abandon();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Write the HTML page of one text.
+fn write_page(
+    mut o: TextOutcome,
+    staged: &crate::outdir::Staged,
+    model: &str,
+    method: &str,
+) -> Result<TextOutcome> {
+    let file = format!("{}.html", o.name);
+    let top: Vec<(String, f64)> = o.top.iter().map(|r| (r.name(), r.probability)).collect();
+    let mut rest = Vec::new();
+    if let Some(s) = o.start {
+        rest.push(("start token".to_string(), s as f64));
+    }
+    rest.push(("padding".to_string(), o.padding));
+    let explained = o.explained();
+    let page = crate::text::html::page(
+        &crate::text::html::Summary {
+            title: &o.name,
+            model,
+            method,
+            top: &top,
+            explained: &explained,
+            logit: o.logit,
+            relevance_sum: o.relevance_sum,
+            rest: &rest,
+            truncated: o.truncated,
+        },
+        &o.tokens,
+        &o.relevance,
+    );
+    let path = staged.path(&file);
+    std::fs::write(&path, page)
+        .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", path.display())))?;
+    o.files.push(staged.final_path(&file));
+    Ok(o)
+}
+
+/// `relevance.jsonl` (every text's tokens, spans and values) and `summary.tsv` (a line per
+/// text).
+fn write_tables(outcomes: &mut [TextOutcome], staged: &crate::outdir::Staged) -> Result<()> {
+    let write = |name: &str, body: String| -> Result<()> {
+        let path = staged.path(name);
+        std::fs::write(&path, body)
+            .map_err(|e| Error::Runtime(format!("{}: cannot write: {e}", path.display())))
+    };
+    for o in outcomes.iter_mut() {
+        o.files.push(staged.final_path("relevance.jsonl"));
+        o.files.push(staged.final_path("summary.tsv"));
+    }
+    let mut jsonl = String::new();
+    for o in outcomes.iter() {
+        jsonl += &serde_json::to_string(&o.to_json()).map_err(|e| Error::Runtime(e.to_string()))?;
+        jsonl.push('\n');
+    }
+    write("relevance.jsonl", jsonl)?;
+    let mut tsv = String::from(
+        "name\tpredicted\ttarget\tlogit\trelevance_sum\ttokens\ttop_token\ttop_relevance\ttext\n",
+    );
+    for o in outcomes.iter() {
+        let top = o
+            .tokens
+            .iter()
+            .zip(&o.relevance)
+            .max_by(|a, b| a.1.total_cmp(b.1));
+        let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+        tsv += &format!(
+            "{}\t{}\t{}\t{:.6}\t{:.6}\t{}\t{}\t{:.6}\t{}\n",
+            o.name,
+            o.label.clone().unwrap_or_else(|| o.predicted.to_string()),
+            o.explained(),
+            o.logit,
+            o.relevance_sum,
+            o.tokens.len(),
+            top.map(|t| clean(&t.0.text)).unwrap_or_default(),
+            top.map_or(0.0, |t| *t.1),
+            clean(&o.text)
+        );
+    }
+    write("summary.tsv", tsv)
+}
