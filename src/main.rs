@@ -47,14 +47,17 @@ enum Command {
     ///
     /// Example: onnx-rap compile model.onnx -o model_rap.onnx --target-input
     Compile(cli::compile::CompileCli),
-    /// Serve the browser page that explains images with onnxruntime-web, offline
+    /// Serve the browser page that explains images or text with onnxruntime-web, offline
     ///
-    /// Compiles MODEL in memory (with `rap_target` and `heatmap_rgb`), then serves it with the
-    /// page built in --dir (`npm --prefix web ci && npm --prefix web run build`) on 127.0.0.1.
-    /// Everything runs in the browser: images never leave it. --write-to DIR writes the same
-    /// files for any static server instead of serving.
+    /// Compiles MODEL in memory (with `rap_target`, and `heatmap_rgb` for an image model),
+    /// then serves it with the page built in --dir (`npm --prefix web ci && npm --prefix web
+    /// run build`) on 127.0.0.1. A text model (token ids, its tokenizer named by its
+    /// `onnx_rap.tokenizer` metadata) gets a text box, tokenised in the page. Everything runs
+    /// in the browser: images and texts never leave it. --write-to DIR writes the same files
+    /// for any static server instead of serving.
     ///
     /// Example: onnx-rap serve --port 8000   (then open http://127.0.0.1:8000/)
+    /// Example: onnx-rap serve models/nanoguard.onnx   (a prompt-injection classifier)
     Serve(cli::serve::ServeCli),
     /// Score every method on a benchmark: localisation and faithfulness (docs/EVALUATION.md)
     ///

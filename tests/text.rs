@@ -153,7 +153,7 @@ fn explain_text_end_to_end() {
         let toks = o["tokens"].as_array().unwrap();
         let token_sum: f64 = toks.iter().map(|t| t["relevance"].as_f64().unwrap()).sum();
         let total = token_sum
-            + o["start_token_relevance"].as_f64().unwrap()
+            + o["special_tokens_relevance"].as_f64().unwrap()
             + o["padding_relevance"].as_f64().unwrap();
         let sum = o["relevance_sum"].as_f64().unwrap();
         assert!(
@@ -413,4 +413,97 @@ fn token_deletion_eval_against_onnxruntime() {
     // Accuracy from the undeleted texts' logits.
     let correct = rows.iter().filter(|r| r["predicted"] == r["label"]).count();
     assert!((report["accuracy"].as_f64().unwrap() - correct as f64 / 3.0).abs() < 1e-12);
+}
+
+fn tiny_bert() -> PathBuf {
+    root().join("tests/data/text/tiny_bert.onnx")
+}
+
+/// The test texts with the ids and character offsets of the Python `tokenizers` package.
+fn wordpiece_rows() -> Vec<Json> {
+    let p = root().join("tests/data/text/wordpiece_ids.json");
+    serde_json::from_slice::<Json>(&std::fs::read(p).unwrap())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn huggingface_tokenizer_equals_the_python_package() {
+    let m = onnx_rap::cli::load_model(&tiny_bert()).unwrap();
+    let meta = onnx_rap::cli::explain::metadata(&m, onnx_rap::text::META_TOKENIZER);
+    let spec = onnx_rap::text::TextSpec::load(meta, None, &tiny_bert(), None).unwrap();
+    assert_eq!((spec.context, spec.bos, spec.pad), (64, None, 0));
+    for r in wordpiece_rows() {
+        let text = r["text"].as_str().unwrap();
+        let e = spec.encode(text, "t").unwrap();
+        assert_eq!(e.ids, ids(&r["ids"]), "{text:?}");
+        // [CLS] first, [SEP] last; the text tokens' spans are the package's offsets.
+        assert_eq!(e.offset, 1);
+        assert_eq!(e.ids.len(), e.tokens.len() + 2);
+        for (t, o) in e.tokens.iter().zip(&r["offsets"].as_array().unwrap()[1..]) {
+            assert_eq!(
+                (t.start as u64, t.end as u64),
+                (o[0].as_u64().unwrap(), o[1].as_u64().unwrap()),
+                "{text:?}"
+            );
+        }
+    }
+    // Cut to the context: 62 text tokens between [CLS] and [SEP].
+    let e = spec.encode(&"weather ".repeat(100), "long").unwrap();
+    assert_eq!((e.ids.len(), e.tokens.len(), e.total), (64, 62, 100));
+    assert_eq!(*e.ids.last().unwrap(), e.ids[e.ids.len() - 1]);
+}
+
+#[test]
+fn explain_text_with_a_bert_style_model_and_its_tokenizer_json() {
+    let rows = wordpiece_rows();
+    let texts: Vec<&str> = rows
+        .iter()
+        .take(3)
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    let m = tiny_bert();
+    let mut args = vec!["explain", s(&m), "--json"];
+    for t in &texts {
+        args.extend(["--text", t]);
+    }
+    let (code, out, err) = run_cli(env!("CARGO_BIN_EXE_onnx-rap"), &args);
+    assert_eq!(code, 0, "{err}");
+    let v: Json = serde_json::from_str(&out).expect(&out);
+    for (o, r) in v.as_array().unwrap().iter().zip(&rows) {
+        // onnxruntime on the unpadded ids (the model's sequence axis is dynamic): the same
+        // logits as onnx-rap's padded, fixed-length run.
+        let ids = ids(&r["ids"]);
+        let t = ids.len();
+        let arr = |v: Vec<i64>| {
+            Feed::I64(
+                ndarray::Array2::from_shape_vec((1, t), v)
+                    .unwrap()
+                    .into_dyn(),
+            )
+        };
+        let got = run_ort(
+            &m,
+            &[
+                ("input_ids", arr(ids.clone())),
+                ("attention_mask", arr(vec![1; t])),
+                ("token_type_ids", arr(vec![0; t])),
+            ],
+        );
+        let target = o["target"].as_u64().unwrap() as usize;
+        let want = got["logits"][[0, target]] as f64;
+        let logit = o["target_logit"].as_f64().unwrap();
+        assert!((logit - want).abs() < 1e-4, "{logit} vs onnxruntime {want}");
+        // Conservation; masked padding takes no relevance through the masked attention.
+        let sum = o["relevance_sum"].as_f64().unwrap();
+        assert!(
+            (sum - logit).abs() <= 1e-3 * logit.abs().max(1e-3),
+            "{sum} vs {logit}"
+        );
+        assert!(o["padding_relevance"].as_f64().unwrap().abs() <= 1e-6);
+        let toks = o["tokens"].as_array().unwrap();
+        assert_eq!(toks.len(), t - 2);
+    }
 }

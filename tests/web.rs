@@ -10,6 +10,10 @@
 //!   page lists must be "tiger cat".
 //! - A digit model (`serve models/digits_vgg.onnx`, 64x64 gray, no resampling): the page's
 //!   heatmap must equal `explain`'s.
+//! - A text model (`serve models/nanoguard.onnx`, driven by tests/web/text.mjs): the ids the
+//!   page's own BPE makes of the prompts of models/data/nanoguard_prompts.json must equal the
+//!   Python tokenizer's, and on a few of them its logits and per-token relevance must match
+//!   the stored onnxruntime logits and model_rap.onnx run in tract.
 //!
 //! Needs the page built and Chromium installed: scripts/test.sh does both (npm ci, npm run
 //! build, apt-get install chromium). The screenshots and the page's results are kept under
@@ -488,4 +492,248 @@ fn serve_without_a_built_page_says_how_to_build_it() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("npm --prefix web run build"), "{err}");
+}
+
+const TEXT_MODEL: &str = "models/nanoguard.onnx";
+const PROMPTS: &str = "models/data/nanoguard_prompts.json";
+
+/// Drive the text view with tests/web/text.mjs: every prompt typed in, `explain` of them
+/// explained (the first also for its other class). Keeps result_text.json and
+/// screenshot_text.png in target/web-artifacts/.
+fn drive_text(server: &Server, explain: &[usize]) -> Json {
+    let out = artifacts();
+    let result_path = out.join("result_text.json");
+    let explain: Vec<String> = explain.iter().map(usize::to_string).collect();
+    let status = Command::new("node")
+        .arg(root().join("tests/web/text.mjs"))
+        .args(["--url", &server.url, "--prompts"])
+        .arg(root().join(PROMPTS))
+        .args(["--explain", &explain.join(","), "--out"])
+        .arg(&result_path)
+        .arg("--screenshot")
+        .arg(out.join("screenshot_text.png"))
+        .arg("--chromium")
+        .arg(chromium())
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "text.mjs failed:\n{}\n{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    eprintln!("text: {}", String::from_utf8_lossy(&status.stdout).trim());
+    serde_json::from_slice(&std::fs::read(&result_path).unwrap()).unwrap()
+}
+
+fn ints(v: &Json) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+/// One explained prompt: the page's logits against the stored onnxruntime ones (1e-3), its
+/// relevance against model_rap.onnx in tract on the same ids (1e-3 x max|R|), the relevance
+/// summing to the explained logit, and what the page shows. Returns (logit diff, relevance
+/// diff / max|R|, |relevance sum - logit|).
+fn check_text_run(run: &Json, prompt: &Json, model_rap: &[u8], context: usize) -> (f32, f32, f32) {
+    let what = format!("prompt {}", run["prompt"]);
+    let ids = ints(&run["ids"]);
+    assert_eq!(ids, ints(&prompt["ids"]), "{what}: ids");
+    let logits = floats(&run["logits"]);
+    let stored = floats(&prompt["logits_onnx"]);
+    let logit_diff = logits
+        .iter()
+        .zip(&stored)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(
+        logit_diff <= 1e-3,
+        "{what}: the page's logits {logits:?}, onnxruntime's {stored:?}"
+    );
+
+    let mut padded = ids.clone();
+    let pad = 8189; // pad_id of the tokenizer metadata (checked in model.json below)
+    let mask: Vec<i64> = (0..context).map(|k| (k < ids.len()) as i64).collect();
+    padded.resize(context, pad);
+    let target = run["target"].as_i64().unwrap();
+    let outs = run_tract(
+        model_rap,
+        vec![
+            onnx_rap::runtime::Value::I64(
+                ndarray::Array::from_shape_vec((1, context), padded)
+                    .unwrap()
+                    .into_dyn(),
+            ),
+            onnx_rap::runtime::Value::I64(
+                ndarray::Array::from_shape_vec((1, context), mask)
+                    .unwrap()
+                    .into_dyn(),
+            ),
+            onnx_rap::runtime::Value::I64(ndarray::arr1(&[target]).into_dyn()),
+        ],
+    );
+    let page = floats(&run["relevance"]);
+    let want = &outs["relevance"];
+    assert_eq!(page.len(), want.len(), "{what}: relevance size");
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let diff = page
+        .iter()
+        .zip(want.iter())
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()))
+        / scale;
+    assert!(
+        diff <= 1e-3,
+        "{what}: the page's relevance differs from tract's by {diff:.2e} x max|R|"
+    );
+    let logit = logits[target as usize];
+    let sum = run["relevanceSum"].as_f64().unwrap() as f32;
+    assert!(
+        (sum - logit).abs() <= 1e-3 * logit.abs().max(1.0),
+        "{what}: relevance sums to {sum}, the explained logit is {logit}"
+    );
+
+    // What a reader sees: both classes with percentages, the explained one marked; every
+    // token of the text shaded, with its relevance in the tooltip.
+    let shown = &run["shown"];
+    let classes = shown["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 2, "{classes:?}");
+    for (k, c) in classes.iter().enumerate() {
+        assert!(c["percent"].as_str().unwrap().ends_with('%'), "{c:?}");
+        assert_eq!(c["explained"], k as i64 == target, "{classes:?}");
+    }
+    assert_eq!(classes[0]["label"], "safe");
+    let tokens = shown["tokens"].as_array().unwrap();
+    assert!(tokens.len() > 1, "{what}: no shaded tokens");
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t["title"].as_str().unwrap().contains("relevance")),
+        "{what}: a token without its relevance in the tooltip"
+    );
+    let text = prompt["text"].as_str().unwrap();
+    if prompt["truncated"] == false {
+        assert_eq!(
+            shown["text"],
+            format!("BOS{text}"),
+            "{what}: the text as shown"
+        );
+        assert_eq!(shown["warning"], Json::Null);
+    } else {
+        assert!(
+            shown["warning"].is_string(),
+            "{what}: no truncation warning"
+        );
+    }
+    (logit_diff, diff, (sum - logit).abs())
+}
+
+#[test]
+fn the_page_explains_text_with_nanoguard_in_headless_chromium() {
+    let server = Server::start(Some(TEXT_MODEL));
+    let (_, _, cfg) = server.get("/model.json");
+    let cfg: Json = serde_json::from_slice(&cfg).unwrap();
+    assert_eq!(cfg["kind"], "text");
+    assert_eq!(cfg["input"], "input_ids");
+    assert_eq!(cfg["mask"], "attention_mask");
+    assert_eq!(cfg["labels"], serde_json::json!(["safe", "injection"]));
+    assert_eq!(cfg["tokenizer"]["bos_id"], 8188);
+    assert_eq!(cfg["tokenizer"]["pad_id"], 8189);
+    let context = cfg["tokenizer"]["context"].as_u64().unwrap() as usize;
+    assert_eq!(context, 512);
+
+    let data: Json = serde_json::from_slice(&std::fs::read(root().join(PROMPTS)).unwrap()).unwrap();
+    let prompts = data["prompts"].as_array().unwrap();
+    // An injection (also explained as "safe"), a safe question and the text longer than the
+    // context.
+    let report = drive_text(&server, &[0, 10, 19]);
+
+    // The page's BPE against the Python tokenizer, on every prompt.
+    let typed = report["tokens"].as_array().unwrap();
+    assert_eq!(typed.len(), prompts.len());
+    let mut equal = 0;
+    for (k, (t, p)) in typed.iter().zip(prompts).enumerate() {
+        if ints(&t["ids"]) == ints(&p["ids"]) {
+            equal += 1;
+        } else {
+            eprintln!("prompt {k}: the page's ids differ from the Python tokenizer's");
+        }
+        assert_eq!(t["truncated"], p["truncated"], "prompt {k}: truncated");
+        assert_eq!(t["text"], p["text"], "prompt {k}: the text typed");
+    }
+    eprintln!(
+        "text: the page's ids equal the Python tokenizer's on {equal}/{}",
+        prompts.len()
+    );
+    assert_eq!(equal, prompts.len());
+
+    let (_, _, model_rap) = server.get("/model_rap.onnx");
+    let runs = report["explained"].as_array().unwrap();
+    for run in runs.iter().chain([&report["other"]]) {
+        let k = run["prompt"].as_u64().unwrap() as usize;
+        let (logits, rel, sum) = check_text_run(run, &prompts[k], &model_rap, context);
+        eprintln!(
+            "text, prompt {k}, class {}: logits within {logits:.2e} of onnxruntime's, \
+             relevance within {rel:.2e} x max|R| of tract's, its sum {sum:.2e} from the logit",
+            run["target"]
+        );
+    }
+    assert_eq!(runs[0]["predicted"], 1, "prompt 0 is an injection");
+    assert_eq!(report["other"]["target"], 0, "clicking 'safe' explains it");
+    assert_eq!(runs[1]["predicted"], 0, "prompt 10 is safe");
+    let long = &runs[2];
+    assert_eq!(long["ids"].as_array().unwrap().len(), context);
+    assert!(
+        long["shown"]["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("first 511")),
+        "{}",
+        long["shown"]["warning"]
+    );
+}
+
+#[test]
+fn serve_a_text_model_writes_its_tokenizer_and_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nanoguard.onnx");
+    std::os::unix::fs::symlink(root().join(TEXT_MODEL), &model).unwrap();
+    let site = dir.path().join("site");
+    let page = dist();
+    let args = [
+        "serve",
+        model.to_str().unwrap(),
+        "--dir",
+        page.to_str().unwrap(),
+        "--write-to",
+        site.to_str().unwrap(),
+    ];
+    // No tokenizer beside the model: exit 2, naming the missing file.
+    let (code, _, err) = run_cli(bin(), &args);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nanoguard_tokenizer.json") && err.contains("cannot read the tokenizer"),
+        "{err}"
+    );
+    assert!(!site.exists(), "nothing is written on an error");
+
+    std::os::unix::fs::symlink(
+        root().join("models/nanoguard_tokenizer.json"),
+        dir.path().join("nanoguard_tokenizer.json"),
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(bin(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(site.join("tokenizer.json")).unwrap(),
+        std::fs::read(root().join("models/nanoguard_tokenizer.json")).unwrap()
+    );
+    let cfg: Json =
+        serde_json::from_slice(&std::fs::read(site.join("model.json")).unwrap()).unwrap();
+    assert_eq!(cfg["kind"], "text");
+    assert_eq!(cfg["tokenizer"]["url"], "tokenizer.json");
+    assert_eq!(cfg["tokenizer"]["file"], "nanoguard_tokenizer.json");
+    let outs = output_names(&std::fs::read(site.join("model_rap.onnx")).unwrap());
+    assert!(outs.contains(&"relevance".to_string()), "{outs:?}");
+    assert!(!outs.contains(&"heatmap_rgb".to_string()), "{outs:?}");
 }

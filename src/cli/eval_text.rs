@@ -16,7 +16,7 @@ use ndarray::Axis;
 use serde_json::{json, Value as Json};
 
 use super::explain::{argmax, Compiled};
-use super::explain_text::{feeds, text_spec};
+use super::explain_text::{feeds, prepare};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::metrics::{self, SplitMix64};
@@ -183,30 +183,13 @@ pub fn read_labelled(path: &Path, classes: usize) -> Result<Vec<(String, usize)>
     Ok(out)
 }
 
-/// The text without the tokens at `deleted` (indices into its tokens).
+/// The text without the tokens at `deleted` (indices into its tokens); special tokens stay.
 pub fn without(e: &Encoded, deleted: &[usize]) -> Encoded {
     let mut gone = vec![false; e.tokens.len()];
     for &d in deleted {
         gone[d] = true;
     }
-    let tokens: Vec<_> = e
-        .tokens
-        .iter()
-        .zip(&gone)
-        .filter(|(_, g)| !**g)
-        .map(|(t, _)| t.clone())
-        .collect();
-    let ids = e.ids[..e.offset]
-        .iter()
-        .copied()
-        .chain(tokens.iter().map(|t| t.id))
-        .collect();
-    Encoded {
-        ids,
-        total: tokens.len(),
-        tokens,
-        offset: e.offset,
-    }
+    e.keeping(|k| !gone[k])
 }
 
 /// Tokens deleted after step `j` of a text of `n` tokens: ceil(j n / 20), at most n.
@@ -237,18 +220,14 @@ pub fn random_order(n: usize, seed: u64, index: u64) -> Vec<usize> {
 
 pub fn run(args: &TextEvalArgs, progress: bool) -> Result<TextReport> {
     let origin = args.model.display().to_string();
-    let model = super::load_model(&args.model)?;
-    // The forward pass: the model as it is, inputs from the text front end.
-    let base = Compiled::new(
-        &model,
-        &origin,
-        &Options {
-            method: Method::Rap,
-            ..Options::default()
-        },
+    // The forward pass: the model as it is (its sequence axis fixed to the context), inputs
+    // from the text front end.
+    let (model, base, spec) = prepare(
+        &args.model,
+        args.tokenizer.as_deref(),
+        &Options::default(),
         None,
     )?;
-    let spec = text_spec(&model, &base, &args.model, args.tokenizer.as_deref())?;
     let forward_bytes = crate::onnx::encode(&crate::ir::export(&model)?);
     let rows = read_labelled(&args.data, base.classes)?;
     let picked: Vec<usize> = match args.limit {

@@ -51,8 +51,8 @@ pub struct TextOutcome {
     pub tokens: Vec<Token>,
     /// Relevance of each of `tokens`.
     pub relevance: Vec<f32>,
-    /// Relevance of the start token, if the model has one.
-    pub start: Option<f32>,
+    /// Relevance of the special tokens (the start token, `[CLS]`, `[SEP]`), if any.
+    pub special: Option<f64>,
     /// Relevance summed over the padding positions.
     pub padding: f64,
     /// `(tokens read, tokens in the text)` when the text was cut to the context.
@@ -86,8 +86,8 @@ impl TextOutcome {
             .collect();
         let tokens: f64 = self.relevance.iter().map(|&v| v as f64).sum();
         let mut parts = vec![format!("{} tokens {}", self.tokens.len(), signed(tokens))];
-        if let Some(s) = self.start {
-            parts.push(format!("start token {}", signed(s as f64)));
+        if let Some(s) = self.special {
+            parts.push(format!("special tokens {}", signed(s)));
         }
         parts.push(format!("padding {}", signed(self.padding)));
         format!(
@@ -105,8 +105,15 @@ impl TextOutcome {
     /// the text's largest |relevance|) when `colour`, else `token(+0.12)`.
     pub fn tokens_line(&self, colour: bool) -> String {
         let scale = self.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let chars: Vec<char> = self.text.chars().collect();
         let mut s = String::new();
+        let mut at = 0;
         for (t, &r) in self.tokens.iter().zip(&self.relevance) {
+            // Text between tokens that no token covers (spaces a tokenizer drops).
+            if t.start > at {
+                s.extend(&chars[at..t.start]);
+            }
+            at = at.max(t.end);
             if colour {
                 let (bg, fg) = crate::text::html::token_colours(r, scale);
                 let fg = if fg == "#fff" { 97 } else { 30 };
@@ -148,7 +155,7 @@ impl TextOutcome {
                 "id": t.id,
                 "relevance": r,
             })).collect::<Vec<_>>(),
-            "start_token_relevance": self.start,
+            "special_tokens_relevance": self.special,
             "padding_relevance": self.padding,
             "truncated": self.truncated.map(|(kept, total)| json!({"kept": kept, "total": total})),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
@@ -271,46 +278,59 @@ pub fn feeds(
     Ok(v)
 }
 
-/// The tokenizer of a compiled text model: its metadata's, or `--tokenizer`.
-pub fn text_spec(
-    model: &crate::ir::Model,
-    c: &Compiled,
+/// A text model loaded for explaining: its tokenizer (the metadata's, or `--tokenizer`), the
+/// model with its sequence axis fixed to the tokenizer's context, and the model compiled with
+/// `opts` (`target` adds `rap_target`).
+pub fn prepare(
     model_path: &Path,
     tokenizer: Option<&Path>,
-) -> Result<TextSpec> {
+    opts: &Options,
+    target: Option<i64>,
+) -> Result<(crate::ir::Model, Compiled, TextSpec)> {
+    let origin = model_path.display().to_string();
+    let mut model = super::load_model(model_path)?;
+    if crate::text::sequence_inputs(&model).next().is_none() {
+        return Err(bad_input!(
+            "{origin}: the model's inputs are not token ids ([batch, sequence] integers); texts \
+             need a text model (images and .npy tensors go to --input)"
+        ));
+    }
+    let declared = crate::text::declared_length(&model);
+    let spec = TextSpec::load(
+        metadata(&model, META_TOKENIZER),
+        tokenizer,
+        model_path,
+        declared,
+    )?;
+    if declared.is_some_and(|t| t != spec.context) {
+        return Err(bad_input!(
+            "{origin}: the tokenizer settings give a context of {} tokens but the model reads \
+             {}",
+            spec.context,
+            declared.unwrap_or(0)
+        ));
+    }
+    crate::text::fix_length(&mut model, spec.context);
+    let c = Compiled::new(&model, &origin, opts, target)?;
     if c.roles.embedding.is_none() {
         return Err(bad_input!(
-            "{}: the explained input '{}' is not token ids read by an embedding lookup; texts \
-             need a text model (images and .npy tensors go to --input)",
-            model_path.display(),
+            "{origin}: the explained input '{}' is not token ids read by an embedding lookup; \
+             texts need a text model (images and .npy tensors go to --input)",
             c.input
         ));
     }
-    let context = c.sample.first().copied();
-    let spec = TextSpec::load(
-        metadata(model, META_TOKENIZER),
-        tokenizer,
-        model_path,
-        context,
-    )?;
-    if context.is_some_and(|t| t != spec.context) {
-        return Err(bad_input!(
-            "{}: the tokenizer settings give a context of {} tokens but input '{}' has {}",
-            model_path.display(),
-            spec.context,
-            c.input,
-            context.unwrap_or(0)
-        ));
-    }
-    Ok(spec)
+    Ok((model, c, spec))
 }
 
 /// Explain every text; files (with --out) appear only when every text has succeeded.
 pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
     let origin = args.model.display().to_string();
-    let model = super::load_model(&args.model)?;
-    let c = Compiled::new(&model, &origin, &args.compile, args.target)?;
-    let spec = text_spec(&model, &c, &args.model, args.tokenizer.as_deref())?;
+    let (model, c, spec) = prepare(
+        &args.model,
+        args.tokenizer.as_deref(),
+        &args.compile,
+        args.target,
+    )?;
     drop(model);
 
     // Every text tokenised before the first run: an empty text stops the command.
@@ -322,13 +342,12 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
     for (t, e) in args.texts.iter().zip(&encoded) {
         if e.truncated() {
             eprintln!(
-                "warning: {} (\"{}\") has {} tokens; the model reads {} ({} with the start \
-                 token), so only the first {} are explained",
+                "warning: {} (\"{}\") has {} tokens; the model reads {} (special tokens \
+                 included), so only the first {} are explained",
                 t.name,
                 excerpt(&t.text, 40),
                 e.total,
                 spec.context,
-                e.offset,
                 e.tokens.len()
             );
         }
@@ -391,6 +410,7 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
             let target = args.target.map_or(predicted, |t| t as usize);
             let label = |k: usize| c.labels.as_ref().and_then(|l| l.get(k).cloned());
             let n = e.ids.len();
+            let r = e.text_range();
             let o = TextOutcome {
                 name: args.texts[i].name.clone(),
                 text: args.texts[i].text.clone(),
@@ -402,8 +422,14 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
                 relevance_sum: rel.iter().map(|&v| v as f64).sum(),
                 top: top_k(&logits, c.classes.min(5), c.labels.as_deref()),
                 tokens: e.tokens.clone(),
-                relevance: rel[e.offset..n].to_vec(),
-                start: (e.offset > 0).then(|| rel[0]),
+                relevance: rel[r.clone()].to_vec(),
+                special: (n > r.len()).then(|| {
+                    rel[..r.start]
+                        .iter()
+                        .chain(&rel[r.end..n])
+                        .map(|&v| v as f64)
+                        .sum()
+                }),
                 padding: rel[n..].iter().map(|&v| v as f64).sum(),
                 truncated: e.truncated().then_some((e.tokens.len(), e.total)),
                 layer_sums: c.layer_sums(&out, k)?,
@@ -451,8 +477,8 @@ fn write_page(
     let file = format!("{}.html", o.name);
     let top: Vec<(String, f64)> = o.top.iter().map(|r| (r.name(), r.probability)).collect();
     let mut rest = Vec::new();
-    if let Some(s) = o.start {
-        rest.push(("start token".to_string(), s as f64));
+    if let Some(s) = o.special {
+        rest.push(("special tokens".to_string(), s));
     }
     rest.push(("padding".to_string(), o.padding));
     let explained = o.explained();
@@ -468,6 +494,7 @@ fn write_page(
             rest: &rest,
             truncated: o.truncated,
         },
+        &o.text,
         &o.tokens,
         &o.relevance,
     );

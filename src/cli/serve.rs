@@ -1,10 +1,13 @@
 //! `onnx-rap serve`: the browser page of `web/` with a model compiled for it, from a small
 //! local HTTP server (or written out as a static site with `--write-to`).
 //!
-//! The page loads `model_rap.onnx` (compiled with `rap_target` and `heatmap_rgb`) and
-//! `model.json` (input name, preprocessing in plain-resize or resize + centre-crop form,
-//! mean/std/layout/grayscale, labels) from its own folder; both are made here
-//! in memory, the rest is the page as `npm run build` left it in `web/dist`.
+//! The page loads `model_rap.onnx` (compiled with `rap_target`, and `heatmap_rgb` for images)
+//! and `model.json` from its own folder. For an image classifier `model.json` has `"kind":
+//! "image"`, the input name, the preprocessing in plain-resize or resize + centre-crop form,
+//! mean/std/layout/grayscale and the labels; for a text classifier (token ids whose model
+//! names its tokenizer) `"kind": "text"`, the input and mask names, the tokenizer settings
+//! and the labels, and the site serves the tokenizer as `tokenizer.json`. These files are
+//! made here in memory, the rest is the page as `npm run build` left it in `web/dist`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,13 +18,17 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::args::{self, MethodArg};
-use super::explain::{image_preprocess, labels};
-use crate::analysis::{find_roles, infer_facts, input_sample_dims};
+use super::explain::{image_preprocess, labels, metadata};
+use crate::analysis::{find_roles, infer_facts, input_sample_dims, Facts, Roles};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::image::{Layout, PartialPreprocess};
 use crate::ir;
-use crate::pass::{compile_with_facts, Options, TARGET};
+use crate::pass::{compile_with_facts, Options, RELEVANCE, TARGET};
+use crate::text::{TextSpec, META_TOKENIZER};
+
+/// A file of the site: its URL path (`/model.json`) and its bytes.
+pub type SiteFile = (String, Vec<u8>);
 
 /// The files of the site, by URL path (`/index.html`).
 pub struct Site {
@@ -43,7 +50,7 @@ impl Site {
     }
 }
 
-/// The page in `dir` plus `model_rap.onnx` and `model.json` made from `model`.
+/// The page in `dir` plus the files made from `model` ([`model_files`]).
 pub fn build(dir: &Path, model: &Path, opts: &Options) -> Result<Site> {
     if !dir.join("index.html").is_file() {
         return Err(bad_input!(
@@ -54,9 +61,7 @@ pub fn build(dir: &Path, model: &Path, opts: &Options) -> Result<Site> {
     }
     let mut files = HashMap::new();
     read_tree(dir, dir, &mut files)?;
-    let (onnx, config) = model_files(model, opts)?;
-    files.insert("/model_rap.onnx".into(), onnx);
-    files.insert("/model.json".into(), config);
+    files.extend(model_files(model, opts)?);
     Ok(Site { files })
 }
 
@@ -86,17 +91,13 @@ fn read_tree(root: &Path, dir: &Path, out: &mut HashMap<String, Vec<u8>>) -> Res
     Ok(())
 }
 
-/// `model_rap.onnx` (with `rap_target` and `heatmap_rgb`) and the page's `model.json`.
-pub fn model_files(model_path: &Path, opts: &Options) -> Result<(Vec<u8>, Vec<u8>)> {
+/// The files made from the model, by URL path: `model_rap.onnx` (with `rap_target`; for an
+/// image model also `heatmap_rgb`), the page's `model.json` and, for a text model, its
+/// tokenizer.
+pub fn model_files(model_path: &Path, opts: &Options) -> Result<Vec<SiteFile>> {
     let origin = model_path.display().to_string();
     let model = super::load_model(model_path)?;
     let facts = infer_facts(&ir::export(&model)?, &origin)?;
-    let opts = Options {
-        target_input: true,
-        colormap: true,
-        ..opts.clone()
-    };
-    let compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
     let roles = find_roles(
         &model.graph,
         &facts,
@@ -104,34 +105,68 @@ pub fn model_files(model_path: &Path, opts: &Options) -> Result<(Vec<u8>, Vec<u8
         opts.output.as_deref(),
         &origin,
     )?;
-    let sample: Vec<usize> = input_sample_dims(&facts, &roles.input, &origin)?;
-    let pp = image_preprocess(&model, &sample, PartialPreprocess::default(), &origin)?.ok_or_else(
-        || {
-            bad_input!(
-                "{origin}: input '{}' has shape {sample:?} per sample, not an image; \
-                 the page explains images",
-                roles.input
-            )
-        },
-    )?;
-    let classes = roles.classes as usize;
-    let labels =
-        labels(&model, classes).unwrap_or_else(|| (0..classes).map(|k| k.to_string()).collect());
+    let text = roles.embedding.is_some();
+    let opts = Options {
+        target_input: true,
+        // The colour map paints an image heatmap; a text's relevance is one value per token.
+        colormap: !text,
+        ..opts.clone()
+    };
+    let (mut config, mut files) = if text {
+        text_config(model_path, &model, &facts, &roles, &origin)?
+    } else {
+        (image_config(&model, &facts, &roles, &origin)?, Vec::new())
+    };
+    let name = model_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let output = model
         .graph
         .outputs
         .first()
         .map(|o| o.name().to_string())
         .unwrap_or_default();
-    let name = model_path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let config = json!({
-        "model": name,
+    let classes = roles.classes as usize;
+    let labels =
+        labels(&model, classes).unwrap_or_else(|| (0..classes).map(|k| k.to_string()).collect());
+    config["model"] = json!(name);
+    config["logits"] = json!(output);
+    config["target_input"] = json!(TARGET);
+    config["labels"] = json!(labels);
+    config["method"] = json!(opts.method.name());
+
+    let compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
+    files.push((
+        "/model_rap.onnx".into(),
+        crate::onnx::encode(&ir::export(&compiled)?),
+    ));
+    let config = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?;
+    files.push(("/model.json".into(), config));
+    Ok(files)
+}
+
+/// `model.json` of an image classifier: the input and how the page preprocesses images.
+fn image_config(
+    model: &ir::Model,
+    facts: &Facts,
+    roles: &Roles,
+    origin: &str,
+) -> Result<serde_json::Value> {
+    let sample: Vec<usize> = input_sample_dims(facts, &roles.input, origin)?;
+    let pp = image_preprocess(model, &sample, PartialPreprocess::default(), origin)?.ok_or_else(
+        || {
+            bad_input!(
+                "{origin}: input '{}' has shape {sample:?} per sample, not an image; \
+                 the page explains images, and text whose model names its tokenizer \
+                 (metadata '{META_TOKENIZER}')",
+                roles.input
+            )
+        },
+    )?;
+    Ok(json!({
+        "kind": "image",
         "input": roles.input,
-        "logits": output,
-        "target_input": TARGET,
         "layout": match pp.layout { Layout::Nchw => "nchw", Layout::Nhwc => "nhwc" },
         "channels": pp.channels,
         // The model input's [height, width]: a plain resize to it, or (photo form, `resize`
@@ -143,12 +178,118 @@ pub fn model_files(model_path: &Path, opts: &Options) -> Result<(Vec<u8>, Vec<u8
         "grayscale": pp.grayscale || pp.channels == 1,
         "mean": pp.mean,
         "std": pp.std,
-        "labels": labels,
-        "method": opts.method.name(),
+    }))
+}
+
+/// `model.json` of a text classifier whose explained input is token ids, and its tokenizer
+/// file (served as `tokenizer.json`). The model's `onnx_rap.tokenizer` metadata (written by
+/// models/export_nanoguard.py) says how the page makes ids of a text: the tokenizer file
+/// beside the model, the context length, the BOS and padding ids.
+fn text_config(
+    model_path: &Path,
+    model: &ir::Model,
+    facts: &Facts,
+    roles: &Roles,
+    origin: &str,
+) -> Result<(serde_json::Value, Vec<SiteFile>)> {
+    let input = &roles.input;
+    if metadata(model, META_TOKENIZER).is_none() {
+        return Err(bad_input!(
+            "{origin}: input '{input}' holds token ids, but the model names no tokenizer \
+             (metadata '{META_TOKENIZER}'); the page needs one to turn text into ids"
+        ));
+    }
+    // The same reading of the metadata and the tokenizer as `explain --text` (it checks the
+    // table and the context); the page gets the file as it is.
+    let context = facts
+        .get(input)
+        .and_then(|f| f.sample_dims())
+        .and_then(|d| match d[..] {
+            [t] => usize::try_from(t).ok(),
+            _ => None,
+        });
+    let spec = TextSpec::load(metadata(model, META_TOKENIZER), None, model_path, context)?;
+    if let Some(t) = context.filter(|&t| t != spec.context) {
+        return Err(bad_input!(
+            "{origin}: metadata '{META_TOKENIZER}': context {}, but input '{input}' takes {t} \
+             tokens",
+            spec.context
+        ));
+    }
+    if spec.kind() != "tiktoken-bpe" {
+        return Err(bad_input!(
+            "{origin}: its tokenizer is a {} file; the page tokenises tiktoken-bpe tables only \
+             (`onnx-rap explain --text` reads both)",
+            spec.kind()
+        ));
+    }
+    let vocab = roles.embedding.as_ref().map_or(i64::MAX, |e| e.rows);
+    let bos = spec.bos.ok_or_else(|| {
+        bad_input!("{origin}: metadata '{META_TOKENIZER}' gives no 'bos_id'; the page needs one")
+    })?;
+    for (key, v) in [("bos_id", bos), ("pad_id", spec.pad)] {
+        if !(0..vocab).contains(&v) {
+            return Err(bad_input!(
+                "{origin}: metadata '{META_TOKENIZER}': '{key}' {v} is not a token id below {vocab}"
+            ));
+        }
+    }
+    let (kind, context, pad) = (spec.kind(), spec.context, spec.pad);
+    // Besides the ids the page feeds an attention mask, if the model takes one.
+    let others: Vec<&str> = model
+        .graph
+        .runtime_inputs()
+        .into_iter()
+        .filter(|n| n != input)
+        .collect();
+    let mask = match others[..] {
+        [] => None,
+        [m] if facts.get(m).is_some_and(|f| f.is_integer()) => Some(m),
+        _ => {
+            return Err(bad_input!(
+                "{origin}: inputs {others:?} besides the token ids '{input}'; the page feeds \
+                 the ids and at most one integer attention mask"
+            ))
+        }
+    };
+    let tokenizer = read_tokenizer(&spec.file, model_path, origin)?;
+    let config = json!({
+        "kind": "text",
+        "input": input,
+        "mask": mask,
+        "relevance": RELEVANCE,
+        "tokenizer": {
+            "url": TOKENIZER_URL.trim_start_matches('/'),
+            "file": spec.file.file_name().map(|f| f.to_string_lossy().to_string()),
+            "kind": kind,
+            "context": context,
+            "bos_id": bos,
+            "pad_id": pad,
+        },
     });
-    let onnx = crate::onnx::encode(&ir::export(&compiled)?);
-    let config = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?;
-    Ok((onnx, config))
+    Ok((config, vec![(TOKENIZER_URL.into(), tokenizer)]))
+}
+
+/// Where the site serves a text model's tokenizer.
+const TOKENIZER_URL: &str = "/tokenizer.json";
+
+/// The bytes of the tokenizer file, which must lie beside the model (a model must not make
+/// the site publish another folder's files).
+fn read_tokenizer(file: &Path, model_path: &Path, origin: &str) -> Result<Vec<u8>> {
+    let beside = model_path.parent().unwrap_or(Path::new("."));
+    if file.parent() != Some(beside) {
+        return Err(bad_input!(
+            "{origin}: metadata '{META_TOKENIZER}' must name the tokenizer's 'file' as a file \
+             name beside the model, not {}",
+            file.display()
+        ));
+    }
+    std::fs::read(file).map_err(|e| {
+        bad_input!(
+            "{}: cannot read the tokenizer that {origin} names: {e}",
+            file.display()
+        )
+    })
 }
 
 /// Write the site as files under `out` (for any static server).
@@ -251,7 +392,8 @@ fn answer(site: &Site, mut stream: TcpStream) -> std::io::Result<()> {
 
 #[derive(clap::Args)]
 pub struct ServeCli {
-    /// The model the page explains (.onnx)
+    /// The model the page explains (.onnx): an image classifier, or a text classifier whose
+    /// metadata names its tokenizer (e.g. models/nanoguard.onnx)
     #[arg(default_value = "models/efficientnet_lite0.onnx")]
     model: PathBuf,
     /// The built page
@@ -263,7 +405,8 @@ pub struct ServeCli {
     /// Port (0: any free port; the URL is printed)
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// Write the site (page, model_rap.onnx, model.json) to DIR and exit
+    /// Write the site (page, model_rap.onnx, model.json, a text model's tokenizer.json) to DIR
+    /// and exit
     #[arg(long, value_name = "DIR")]
     write_to: Option<PathBuf>,
     /// Propagation rules

@@ -50,10 +50,17 @@ fn hex(c: [u8; 3]) -> String {
 }
 
 /// The page for `tokens` (with `relevance[k]` the relevance of `tokens[k]`).
-pub fn page(s: &Summary, tokens: &[Token], relevance: &[f32]) -> String {
+pub fn page(s: &Summary, text: &str, tokens: &[Token], relevance: &[f32]) -> String {
     let scale = relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let chars: Vec<char> = text.chars().collect();
     let mut body = String::new();
+    let mut at = 0;
     for (t, &r) in tokens.iter().zip(relevance) {
+        // Text no token covers (spaces a tokenizer drops) is shown unshaded.
+        if t.start > at && t.start <= chars.len() {
+            body.push_str(&escape(&chars[at..t.start].iter().collect::<String>()));
+        }
+        at = at.max(t.end);
         let (bg, fg) = token_colours(r, scale);
         body.push_str(&format!(
             "<span class=\"t\" style=\"background:{};color:{fg}\" title=\"token {} (id {}): {:+.4}\">{}</span>",
@@ -168,7 +175,7 @@ mod tests {
             rest: &[],
             truncated: None,
         };
-        let p = page(&s, &toks, &[2.0, -1.0]);
+        let p = page(&s, "<b> x", &toks, &[2.0, -1.0]);
         assert!(p.contains("&lt;b&gt;</span>") && !p.contains("<b></span>"));
         // The largest value is pure red, half of it in blue is the middle of the blue half.
         assert!(p.contains("background:#ff0000"), "{p}");

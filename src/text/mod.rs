@@ -8,8 +8,13 @@
 //! `--tokenizer` names another), the ids of the sequence start and the padding, and the
 //! context. The ids a text gets are `[bos] + tokens`, cut to the context, right-padded with
 //! `pad`; an input whose name says mask gets 1 on the real tokens and 0 on the padding.
+//! A HuggingFace `tokenizer.json` (`"kind": "huggingface"`, or any file with a `"model"`) adds
+//! the special tokens its post-processor names (`[CLS] ... [SEP]`) instead of `bos`; a model
+//! whose sequence axis is not fixed is fixed to the context before it is compiled
+//! ([`fix_length`]): the metadata's `context`, else the tokenizer's truncation length, else 512.
 
 pub mod bpe;
+pub mod hf;
 pub mod html;
 
 use std::path::{Path, PathBuf};
@@ -38,13 +43,14 @@ pub struct Token {
 /// A text as the model reads it.
 #[derive(Clone, Debug)]
 pub struct Encoded {
-    /// The model's ids before padding: the start token, if any, then the text's tokens.
+    /// The model's ids before padding: special tokens (the start token, `[CLS]`), the text's
+    /// tokens, special tokens (`[SEP]`).
     pub ids: Vec<i64>,
-    /// The text's tokens the model reads (after the start token), in order.
+    /// The text's tokens the model reads, in order: `ids[offset..offset + tokens.len()]`.
     pub tokens: Vec<Token>,
     /// How many tokens the whole text has (more than `tokens.len()` when it was cut).
     pub total: usize,
-    /// Positions before the first text token (1 with a start token).
+    /// Special positions before the first text token (1 with a start token or `[CLS]`).
     pub offset: usize,
 }
 
@@ -52,11 +58,45 @@ impl Encoded {
     pub fn truncated(&self) -> bool {
         self.total > self.tokens.len()
     }
+
+    /// The range of the text's tokens in `ids`.
+    pub fn text_range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.tokens.len()
+    }
+
+    /// The same text with only the tokens `keep` says (special tokens stay).
+    pub fn keeping(&self, keep: impl Fn(usize) -> bool) -> Encoded {
+        let r = self.text_range();
+        let tokens: Vec<Token> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| keep(*k))
+            .map(|(_, t)| t.clone())
+            .collect();
+        let ids = self.ids[..r.start]
+            .iter()
+            .copied()
+            .chain(tokens.iter().map(|t| t.id))
+            .chain(self.ids[r.end..].iter().copied())
+            .collect();
+        Encoded {
+            ids,
+            total: tokens.len(),
+            tokens,
+            offset: self.offset,
+        }
+    }
+}
+
+enum Tok {
+    Bpe(bpe::Bpe),
+    Hf(Box<hf::Hf>),
 }
 
 /// A text model's tokenizer and sequence settings.
 pub struct TextSpec {
-    bpe: bpe::Bpe,
+    tok: Tok,
     /// The tokenizer file, as found.
     pub file: PathBuf,
     /// Sequence length the model reads (ids are cut and padded to it).
@@ -110,24 +150,25 @@ impl TextSpec {
             .get("kind")
             .or_else(|| meta.get("kind"))
             .and_then(Json::as_str);
-        let bpe = match kind {
-            Some("tiktoken-bpe") => bpe::Bpe::from_json(&v, &shown.to_string())?,
+        let tok = match kind {
+            Some("tiktoken-bpe") => Tok::Bpe(bpe::Bpe::from_json(&v, &shown.to_string())?),
+            Some("huggingface") => Tok::Hf(Box::new(hf::Hf::from_bytes(&raw, &shown.to_string())?)),
+            None if v.get("model").is_some() => {
+                Tok::Hf(Box::new(hf::Hf::from_bytes(&raw, &shown.to_string())?))
+            }
             Some(k) => {
                 return Err(bad_input!(
                     "{shown}: tokenizer kind '{k}' is not supported; onnx-rap reads tiktoken-bpe \
-                     JSON tables (\"kind\": \"tiktoken-bpe\", \"pattern\", \"mergeable_ranks\")"
-                ))
-            }
-            None if v.get("model").is_some() => {
-                return Err(bad_input!(
-                    "{shown}: a HuggingFace tokenizer.json is not supported yet; onnx-rap reads \
-                     tiktoken-bpe JSON tables (\"kind\": \"tiktoken-bpe\")"
+                     JSON tables (\"kind\": \"tiktoken-bpe\") and HuggingFace tokenizer.json \
+                     files"
                 ))
             }
             None => {
                 return Err(bad_input!(
-                    "{shown}: the tokenizer says no \"kind\"; onnx-rap reads tiktoken-bpe JSON \
-                     tables (\"kind\": \"tiktoken-bpe\", \"pattern\", \"mergeable_ranks\")"
+                    "{shown}: the tokenizer says no \"kind\" and is no HuggingFace \
+                     tokenizer.json (no \"model\"); onnx-rap reads tiktoken-bpe JSON tables \
+                     (\"kind\": \"tiktoken-bpe\", \"pattern\", \"mergeable_ranks\") and \
+                     tokenizer.json files"
                 ))
             }
         };
@@ -137,30 +178,41 @@ impl TextSpec {
                 .and_then(Json::as_i64)
                 .or_else(|| v.get(key).and_then(|t| t.get("id")).and_then(Json::as_i64))
         };
+        let hf = match &tok {
+            Tok::Hf(h) => Some(h),
+            Tok::Bpe(_) => None,
+        };
         let context = meta
             .get("context")
             .and_then(Json::as_u64)
             .map(|c| c as usize)
             .or(context)
-            .ok_or_else(|| {
-                bad_input!(
-                    "{origin}: the model's sequence length is not fixed and its metadata gives \
-                     no \"context\""
-                )
-            })?;
+            .or_else(|| hf.and_then(|h| h.max_length()))
+            .unwrap_or(512);
         if context < 2 {
             return Err(bad_input!(
                 "{origin}: a context of {context} tokens leaves no room for text"
             ));
         }
-        let pad = id("pad").unwrap_or(0);
+        let pad = id("pad")
+            .or_else(|| hf.and_then(|h| h.pad_id().or_else(|| h.token_id("[PAD]"))))
+            .unwrap_or(0);
+        let bos = if hf.is_some() { None } else { id("bos") };
         Ok(TextSpec {
-            bpe,
+            tok,
             file,
             context,
-            bos: id("bos"),
+            bos,
             pad,
         })
+    }
+
+    /// The tokenizer's kind: `tiktoken-bpe` or `huggingface`.
+    pub fn kind(&self) -> &'static str {
+        match self.tok {
+            Tok::Bpe(_) => "tiktoken-bpe",
+            Tok::Hf(_) => "huggingface",
+        }
     }
 
     /// Tokenise `text` (named `name` in errors and warnings) as the model reads it: the start
@@ -169,7 +221,6 @@ impl TextSpec {
         if text.trim().is_empty() {
             return Err(bad_input!("{name}: the text is empty; nothing to explain"));
         }
-        let pieces = self.bpe.encode(text)?;
         // Character index of every byte offset that starts a character.
         let mut char_at = vec![0usize; text.len() + 1];
         let mut n = 0;
@@ -178,6 +229,31 @@ impl TextSpec {
             n += 1;
         }
         char_at[text.len()] = n;
+        let chars: Vec<char> = text.chars().collect();
+        let token = |id: i64, start: usize, end: usize| Token {
+            id,
+            start,
+            end,
+            text: chars[start..end.max(start)].iter().collect(),
+        };
+        if let Tok::Hf(h) = &self.tok {
+            let e = h.encode(text, self.context)?;
+            let offset = e.special.iter().take_while(|s| **s).count();
+            let n_text = e.special[offset..].iter().take_while(|s| !**s).count();
+            let tokens = (offset..offset + n_text)
+                .map(|k| token(e.ids[k], e.spans[k].0, e.spans[k].1))
+                .collect();
+            return Ok(Encoded {
+                ids: e.ids,
+                tokens,
+                total: e.total,
+                offset,
+            });
+        }
+        let Tok::Bpe(bpe) = &self.tok else {
+            unreachable!("the tokenizer is BPE or HuggingFace")
+        };
+        let pieces = bpe.encode(text)?;
         // A byte inside a character maps to the next character's index (its span starts after).
         let first_char_from = |byte: usize| -> usize {
             let mut b = byte;
@@ -193,14 +269,11 @@ impl TextSpec {
             .into_iter()
             .take(room)
             .map(|p| {
-                let start = first_char_from(p.bytes.start);
-                let end = first_char_from(p.bytes.end);
-                Token {
-                    id: p.id,
-                    start,
-                    end,
-                    text: text.chars().skip(start).take(end - start).collect(),
-                }
+                token(
+                    p.id,
+                    first_char_from(p.bytes.start),
+                    first_char_from(p.bytes.end),
+                )
             })
             .collect();
         let ids = self
@@ -236,6 +309,60 @@ impl TextSpec {
             }
         }
         a.into_dyn()
+    }
+}
+
+/// The sequence length a text model declares: axis 1 of its first rank-2 integer input, if fixed.
+pub fn declared_length(model: &crate::ir::Model) -> Option<usize> {
+    sequence_inputs(model)
+        .next()
+        .and_then(|vi| crate::onnx::declared_shape(vi)?.dim.get(1)?.dim_value)
+        .and_then(|v| usize::try_from(v).ok())
+}
+
+/// The rank-2 integer runtime inputs (ids, masks, token types).
+pub fn sequence_inputs(
+    model: &crate::ir::Model,
+) -> impl Iterator<Item = &crate::onnx::proto::ValueInfoProto> {
+    let runtime = model.graph.runtime_inputs();
+    model.graph.inputs.iter().filter(move |vi| {
+        let integer = vi
+            .r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref())
+            .and_then(|t| t.elem_type)
+            .is_some_and(|e| matches!(e, 2..=7 | 12 | 13));
+        integer
+            && runtime.contains(&vi.name())
+            && crate::onnx::declared_shape(vi).is_some_and(|s| s.dim.len() == 2)
+    })
+}
+
+/// Fix the sequence axis of every rank-2 integer input to `length` where it is not fixed
+/// (models exported with a dynamic sequence): onnx-rap compiles static shapes.
+pub fn fix_length(model: &mut crate::ir::Model, length: usize) {
+    let runtime: Vec<String> = model
+        .graph
+        .runtime_inputs()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for vi in model.graph.inputs.iter_mut() {
+        if !runtime.iter().any(|r| r == vi.name()) {
+            continue;
+        }
+        let integer = vi
+            .r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref())
+            .and_then(|t| t.elem_type)
+            .is_some_and(|e| matches!(e, 2..=7 | 12 | 13));
+        if let Some(s) = crate::onnx::declared_shape_mut(vi).filter(|s| s.dim.len() == 2) {
+            if integer && s.dim[1].dim_value.is_none() {
+                s.dim[1].dim_value = Some(length as i64);
+                s.dim[1].dim_param = None;
+            }
+        }
     }
 }
 

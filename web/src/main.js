@@ -3,8 +3,10 @@
 // the top 5 classes and a searchable class picker. model.json beside the page says how to
 // preprocess the image as `onnx-rap explain` does (plain resize, or shorter-side resize and
 // centre crop); the resampling is the browser canvas's, close to but not bit-equal with the
-// Rust bicubic.
+// Rust bicubic. When model.json says `"kind": "text"`, the text view of text.js runs instead.
 import * as ort from 'onnxruntime-web/wasm';
+import { startText } from './text.js';
+import { classButton, el, fetchOk, percent, setState, softmax } from './util.js';
 
 const WASM_FILE = 'ort-wasm-simd-threaded.wasm';
 
@@ -14,14 +16,12 @@ ort.env.wasm.numThreads = 1;
 ort.env.wasm.wasmPaths = { wasm: new URL(WASM_FILE, document.baseURI).href };
 ort.env.logLevel = 'error';
 
-const el = (id) => document.getElementById(id);
 const ui = {
   file: el('file'),
   drop: el('drop'),
   target: el('target'),
   search: el('class-search'),
   classCount: el('class-count'),
-  status: el('status'),
   modelName: el('model-name'),
   input: el('input-canvas'),
   inputCaption: el('input-caption'),
@@ -39,22 +39,6 @@ let cropRgb = null; // the crop the model saw, 8-bit RGB, for the test
 let classes = 0; // number of classes, once known
 let queue = Promise.resolve(); // runs one at a time, in order
 let firstHeatmapMarked = false;
-
-function setState(state, message) {
-  document.body.dataset.state = state;
-  if (message !== undefined) ui.status.textContent = message;
-}
-
-async function fetchOk(url) {
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    throw new Error(`${url}: cannot fetch it (${e.message})`);
-  }
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
-  return response;
-}
 
 const isPair = (v) => Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && x > 0);
 
@@ -105,7 +89,13 @@ const label = (k) => cfg.labels[k] ?? String(k);
 
 async function loadModel() {
   try {
-    cfg = readConfig(await (await fetchOk('model.json')).json());
+    const json = await (await fetchOk('model.json')).json();
+    document.body.dataset.mode = json.kind === 'text' ? 'text' : 'image';
+    if (json.kind === 'text') {
+      await startText(json, ort);
+      return;
+    }
+    cfg = readConfig(json);
     const bytes = new Uint8Array(await (await fetchOk('model_rap.onnx')).arrayBuffer());
     session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
   } catch (e) {
@@ -269,13 +259,6 @@ function enqueue(target) {
   return queue;
 }
 
-function softmax(logits) {
-  const m = Math.max(...logits);
-  const e = logits.map((v) => Math.exp(v - m));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
-}
-
 /** Run the model on the current image; target < 0 explains the predicted class. */
 async function explain(target) {
   if (!inputData) return;
@@ -341,34 +324,13 @@ async function explain(target) {
   setState('done', `Explained class ${label(explained)}.`);
 }
 
-/** A probability as a percentage: 40.8%, 0.012%, <0.001%. */
-const percent = (p) => {
-  if (p >= 0.001) return `${(100 * p).toFixed(1)}%`;
-  return p >= 0.00001 ? `${(100 * p).toFixed(3)}%` : '<0.001%';
-};
-
 /** The five most probable classes; clicking one explains it. */
 function showTop5(top5, explained) {
   ui.top5.replaceChildren(
     ...top5.map(({ class: k, probability }) => {
       const li = document.createElement('li');
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.className = 'class';
+      const button = classButton(label(k), probability, k === explained, () => enqueue(k));
       button.dataset.class = String(k);
-      button.title = `Explain ${label(k)}`;
-      if (k === explained) button.classList.add('explained');
-      const name = document.createElement('span');
-      name.className = 'name';
-      name.textContent = label(k);
-      const pct = document.createElement('span');
-      pct.className = 'pct';
-      pct.textContent = percent(probability);
-      const bar = document.createElement('span');
-      bar.className = 'bar';
-      bar.style.width = `${(100 * probability).toFixed(1)}%`;
-      button.append(name, pct, bar);
-      button.addEventListener('click', () => enqueue(k));
       li.append(button);
       return li;
     }),
