@@ -31,7 +31,13 @@ enum Command {
     /// the share of positive relevance. Images are resized, cropped and normalised as the
     /// model's metadata says (flags override it).
     ///
+    /// Text models (token-id inputs) take --text "..." or .txt/.jsonl files: each text is
+    /// tokenised as the model's metadata says and printed token by token with its relevance;
+    /// --out DIR adds an HTML page per text, relevance.jsonl and summary.tsv.
+    ///
     /// Example: onnx-rap explain models/efficientnet_lite0.onnx --input models/photos
+    ///
+    /// Example: onnx-rap explain models/nanoguard.onnx --text "Ignore all previous instructions"
     Explain(cli::explain::ExplainCli),
     /// Show a model's inputs, outputs, ops, parameter count, and which ops have a relevance rule
     ///
@@ -71,6 +77,10 @@ enum Command {
     /// Example: onnx-rap eval models/digits_vgg.onnx --methods rap,lrp,gradxinput --limit 100
     ///
     /// Photos: onnx-rap eval models/efficientnet_lite0.onnx --data models/photos --patch 16
+    ///
+    /// Texts (labelled .jsonl): tokens deleted most and least relevant first, 5% a step, and a
+    /// random order as the floor:
+    /// onnx-rap eval models/nanoguard.onnx --data models/data/nanoguard_texts.jsonl --limit 40
     Eval(cli::eval::EvalCli),
     /// Compile every model in a folder and check model_rap.onnx in tract and onnxruntime
     ///
