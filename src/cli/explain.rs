@@ -70,6 +70,10 @@ pub struct Ranked {
 
 impl Ranked {
     /// The class name, else `class K`.
+    pub fn to_json(&self) -> Json {
+        json!({"class": self.class, "name": self.name(), "probability": self.probability})
+    }
+
     pub fn name(&self) -> String {
         self.label
             .clone()
@@ -134,30 +138,11 @@ impl Outcome {
             "target_logit": self.logit,
             "relevance_sum": self.relevance_sum,
             "positive_share": self.positive_share,
-            "top5": self.top5.iter().map(|r| json!({
-                "class": r.class,
-                "name": r.name(),
-                "probability": r.probability,
-            })).collect::<Vec<_>>(),
+            "top5": self.top5.iter().map(Ranked::to_json).collect::<Vec<_>>(),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
         if !self.layer_sums.is_empty() {
-            let logit = self.logit as f64;
-            let finite = |x: f64| if x.is_finite() { json!(x) } else { Json::Null };
-            v["layer_sums"] = self
-                .layer_sums
-                .iter()
-                .map(|r| {
-                    json!({
-                        "layer": r.layer,
-                        "op": r.op,
-                        "received": r.received,
-                        "handed": r.handed,
-                        "handed_over_received": finite(r.handed / r.received),
-                        "handed_over_logit": finite(r.handed / logit),
-                    })
-                })
-                .collect();
+            v["layer_sums"] = layer_sums_json(&self.layer_sums, self.logit as f64);
         }
         v
     }
@@ -221,6 +206,23 @@ pub fn layer_table(rows: &[LayerSum], logit: f64) -> String {
         rows.len()
     );
     t
+}
+
+/// The `--layer-sums` rows as JSON, with their ratios (null where undefined).
+pub fn layer_sums_json(rows: &[LayerSum], logit: f64) -> Json {
+    let finite = |x: f64| if x.is_finite() { json!(x) } else { Json::Null };
+    rows.iter()
+        .map(|r| {
+            json!({
+                "layer": r.layer,
+                "op": r.op,
+                "received": r.received,
+                "handed": r.handed,
+                "handed_over_received": finite(r.handed / r.received),
+                "handed_over_logit": finite(r.handed / logit),
+            })
+        })
+        .collect()
 }
 
 /// The `k` most probable classes: softmax of `logits` (in f64), most probable first.

@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis};
 use serde_json::{json, Value as Json};
 
-use super::explain::{argmax, layer_table, metadata, top_k, Compiled, LayerSum, Ranked};
+use super::explain::{
+    argmax, layer_sums_json, layer_table, metadata, top_k, Compiled, LayerSum, Ranked,
+};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::pass::Options;
@@ -143,11 +145,7 @@ impl TextOutcome {
             "target_label": self.target_label,
             "target_logit": self.logit,
             "relevance_sum": self.relevance_sum,
-            "top": self.top.iter().map(|r| json!({
-                "class": r.class,
-                "name": r.name(),
-                "probability": r.probability,
-            })).collect::<Vec<_>>(),
+            "top": self.top.iter().map(Ranked::to_json).collect::<Vec<_>>(),
             "tokens": self.tokens.iter().zip(&self.relevance).map(|(t, r)| json!({
                 "text": t.text,
                 "start": t.start,
@@ -161,11 +159,7 @@ impl TextOutcome {
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
         if !self.layer_sums.is_empty() {
-            v["layer_sums"] = self
-                .layer_sums
-                .iter()
-                .map(|r| json!({"layer": r.layer, "op": r.op, "received": r.received, "handed": r.handed}))
-                .collect();
+            v["layer_sums"] = layer_sums_json(&self.layer_sums, self.logit as f64);
         }
         v
     }

@@ -320,19 +320,22 @@ pub fn declared_length(model: &crate::ir::Model) -> Option<usize> {
         .and_then(|v| usize::try_from(v).ok())
 }
 
+/// Whether a graph input holds integers.
+fn integer_input(vi: &crate::onnx::proto::ValueInfoProto) -> bool {
+    vi.r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.elem_type)
+        .is_some_and(|e| matches!(e, 2..=7 | 12 | 13))
+}
+
 /// The rank-2 integer runtime inputs (ids, masks, token types).
 pub fn sequence_inputs(
     model: &crate::ir::Model,
 ) -> impl Iterator<Item = &crate::onnx::proto::ValueInfoProto> {
     let runtime = model.graph.runtime_inputs();
     model.graph.inputs.iter().filter(move |vi| {
-        let integer = vi
-            .r#type
-            .as_ref()
-            .and_then(|t| t.tensor_type.as_ref())
-            .and_then(|t| t.elem_type)
-            .is_some_and(|e| matches!(e, 2..=7 | 12 | 13));
-        integer
+        integer_input(vi)
             && runtime.contains(&vi.name())
             && crate::onnx::declared_shape(vi).is_some_and(|s| s.dim.len() == 2)
     })
@@ -341,26 +344,17 @@ pub fn sequence_inputs(
 /// Fix the sequence axis of every rank-2 integer input to `length` where it is not fixed
 /// (models exported with a dynamic sequence): onnx-rap compiles static shapes.
 pub fn fix_length(model: &mut crate::ir::Model, length: usize) {
-    let runtime: Vec<String> = model
-        .graph
-        .runtime_inputs()
-        .iter()
-        .map(|s| s.to_string())
+    let names: Vec<String> = sequence_inputs(model)
+        .map(|vi| vi.name().to_string())
         .collect();
     for vi in model.graph.inputs.iter_mut() {
-        if !runtime.iter().any(|r| r == vi.name()) {
+        if !names.iter().any(|n| n == vi.name()) {
             continue;
         }
-        let integer = vi
-            .r#type
-            .as_ref()
-            .and_then(|t| t.tensor_type.as_ref())
-            .and_then(|t| t.elem_type)
-            .is_some_and(|e| matches!(e, 2..=7 | 12 | 13));
-        if let Some(s) = crate::onnx::declared_shape_mut(vi).filter(|s| s.dim.len() == 2) {
-            if integer && s.dim[1].dim_value.is_none() {
-                s.dim[1].dim_value = Some(length as i64);
-                s.dim[1].dim_param = None;
+        if let Some(d) = crate::onnx::declared_shape_mut(vi).and_then(|s| s.dim.get_mut(1)) {
+            if d.dim_value.is_none() {
+                d.dim_value = Some(length as i64);
+                d.dim_param = None;
             }
         }
     }

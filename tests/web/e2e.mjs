@@ -10,12 +10,10 @@
 // playwright-core comes from web/node_modules (cd web && npm ci). Exits 1 with a message
 // on any failure (page error state, timeout, console errors, requests after the image).
 import { writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { launch, waitForState } from './browser.mjs';
 
 const TIMEOUT_MS = 120_000;
 
@@ -47,25 +45,6 @@ const pending = [];
 const consoleErrors = [];
 let imageChosenAt = Infinity; // index into requests
 
-/** Wait until the page is in one of `states`; a page in state 'error' fails the test. */
-async function waitForState(page, states, what) {
-  try {
-    await page.waitForFunction(
-      (wanted) => wanted.includes(document.body.dataset.state) || document.body.dataset.state === 'error',
-      states,
-      { timeout: TIMEOUT_MS },
-    );
-  } catch {
-    const state = await page.evaluate(() => document.body.dataset.state).catch(() => '?');
-    throw new Error(`timed out after ${TIMEOUT_MS / 1000} s waiting for ${what} (state '${state}')`);
-  }
-  const state = await page.evaluate(() => document.body.dataset.state);
-  if (state === 'error') {
-    const status = await page.textContent('#status');
-    throw new Error(`the page is in state 'error' while waiting for ${what}: ${status}`);
-  }
-}
-
 /** Run `action`, then wait for the run it starts to finish and return its window.rapResult. */
 async function runAndRead(page, action, what) {
   await page.evaluate(() => {
@@ -75,7 +54,7 @@ async function runAndRead(page, action, what) {
   await page.waitForFunction(() => window.rapResult || document.body.dataset.state === 'error', null, {
     timeout: TIMEOUT_MS,
   }).catch(() => {});
-  await waitForState(page, ['done'], what);
+  await waitForState(page, ['done'], what, TIMEOUT_MS);
   const result = await page.evaluate(() => window.rapResult);
   if (!result) throw new Error(`the page finished ${what} without setting window.rapResult`);
   // What a reader sees: the top 5 as the page lists them.
@@ -89,12 +68,7 @@ async function runAndRead(page, action, what) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: args.chromium,
-    headless: true,
-    // Chromium's sandbox refuses to run as root (CI runs as root).
-    args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
-  });
+  const browser = await launch(args.chromium);
   const report = {
     first: null,
     second: null,
@@ -127,7 +101,7 @@ async function main() {
     page.on('pageerror', (error) => consoleErrors.push(`uncaught: ${error.message}`));
 
     await page.goto(args.url, { timeout: TIMEOUT_MS });
-    await waitForState(page, ['ready'], 'the model to load');
+    await waitForState(page, ['ready'], 'the model to load', TIMEOUT_MS);
 
     imageChosenAt = requests.length;
     report.first = await runAndRead(

@@ -11,11 +11,9 @@
 // screenshot is taken after the first explained prompt. Exits 1 with a message on any failure
 // (page error state, timeout, console errors, a request to another server or after loading).
 import { writeFileSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { launch, waitForState } from './browser.mjs';
 
 const TIMEOUT_MS = 180_000;
 
@@ -44,24 +42,6 @@ usage: node tests/web/text.mjs --url URL --prompts PROMPTS.json --explain I,J --
   process.exit(2);
 }
 
-/** Wait until the page is in one of `states`; a page in state 'error' fails the test. */
-async function waitForState(page, states, what) {
-  try {
-    await page.waitForFunction(
-      (wanted) => wanted.includes(document.body.dataset.state) || document.body.dataset.state === 'error',
-      states,
-      { timeout: TIMEOUT_MS },
-    );
-  } catch {
-    const state = await page.evaluate(() => document.body.dataset.state).catch(() => '?');
-    throw new Error(`timed out after ${TIMEOUT_MS / 1000} s waiting for ${what} (state '${state}')`);
-  }
-  const state = await page.evaluate(() => document.body.dataset.state);
-  if (state === 'error') {
-    throw new Error(`the page is in state 'error' while waiting for ${what}: ${await page.textContent('#status')}`);
-  }
-}
-
 /** Run `action`, wait for the run it starts, and return window.rapText plus what is shown. */
 async function runAndRead(page, action, what) {
   await page.evaluate(() => {
@@ -71,7 +51,7 @@ async function runAndRead(page, action, what) {
   await page
     .waitForFunction(() => window.rapText || document.body.dataset.state === 'error', null, { timeout: TIMEOUT_MS })
     .catch(() => {});
-  await waitForState(page, ['done'], what);
+  await waitForState(page, ['done'], what, TIMEOUT_MS);
   const result = await page.evaluate(() => window.rapText);
   if (!result) throw new Error(`the page finished ${what} without setting window.rapText`);
   // What a reader sees: the classes as listed, the shaded tokens and their tooltips, the warning.
@@ -94,12 +74,7 @@ async function runAndRead(page, action, what) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: args.chromium,
-    headless: true,
-    // Chromium's sandbox refuses to run as root (CI runs as root).
-    args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
-  });
+  const browser = await launch(args.chromium);
   const requests = [];
   const consoleErrors = [];
   let loaded = Infinity; // requests sent before the model was ready
@@ -117,7 +92,7 @@ async function main() {
 
     const t0 = Date.now();
     await page.goto(args.url, { timeout: TIMEOUT_MS });
-    await waitForState(page, ['ready'], 'the model to load');
+    await waitForState(page, ['ready'], 'the model to load', TIMEOUT_MS);
     report.load_ms = Date.now() - t0;
     loaded = requests.length;
 
