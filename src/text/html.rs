@@ -123,7 +123,7 @@ table {{ border-collapse: collapse; font-size: 0.95rem; }} td {{ padding: 0.15re
 {warning}
 <div class="legend"><span>{neg:+.3} irrelevant</span><span>{legend}</span><span>relevant {pos:+.3}</span></div>
 <div class="text">{body}</div>
-<p style="font-size:0.85rem;color:#555">Each token is shaded by its relevance for the explained class, divided by the text's largest |relevance|; hover a token for its value. The values sum to the logit with the start token and the padding.</p>
+<p style="font-size:0.85rem;color:#555">Each token is shaded by its relevance for the explained class, divided by the text's largest |relevance|; hover a token for its value. The values sum to the logit with the special tokens and the padding.</p>
 </body></html>
 "#,
         title = escape(s.title),
@@ -177,8 +177,14 @@ mod tests {
         };
         let p = page(&s, "<b> x", &toks, &[2.0, -1.0]);
         assert!(p.contains("&lt;b&gt;</span>") && !p.contains("<b></span>"));
-        // The largest value is pure red, half of it in blue is the middle of the blue half.
-        assert!(p.contains("background:#ff0000"), "{p}");
+        // The largest value takes the colour map's red end of the half used (colour(0.5)),
+        // half of it in blue the middle of the blue half.
+        let red = crate::heatmap::colour(0.5);
+        let red = format!(
+            "background:#{:02x}{:02x}{:02x};color:#fff",
+            red[0], red[1], red[2]
+        );
+        assert!(p.contains(&red), "{p}");
         assert_eq!(token_colours(-1.0, 2.0).0, crate::heatmap::colour(-0.25));
     }
 }
