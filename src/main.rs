@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Explain images or tensors: write heatmap and overlay PNGs and the raw relevance
+    /// Explain images, tensors or texts: heatmap and overlay PNGs and the raw relevance, or tokens shaded by relevance
     ///
     /// For every input NAME it writes NAME_heatmap.png (relevance summed over channels, divided
     /// by its largest magnitude, red = relevant, white = 0, blue = irrelevant; at model

@@ -728,7 +728,8 @@ pub struct EvalCli {
     /// tokens each [default: 10, up to half of every text]
     #[arg(long)]
     steps: Option<usize>,
-    /// The tokenizer of a text model [default: the file its metadata names]
+    /// The tokenizer of a text model (a tiktoken-bpe JSON or a HuggingFace tokenizer.json)
+    /// [default: the file its metadata names]
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
     /// Seed of the noise generator (SplitMix64, started at seed + image index)
@@ -741,7 +742,8 @@ pub struct EvalCli {
     /// Threads: images run in parallel on one shared plan [default: every core]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     threads: Option<u32>,
-    /// Output folder for curves.csv and curves.png
+    /// Output folder for curves.csv and curves.png (images; a text run prints its table and
+    /// writes per-text curves with --dump)
     #[arg(short, long, default_value = "eval_out")]
     out: PathBuf,
     /// Also write every heatmap and perturbation curve (.npy) to this folder

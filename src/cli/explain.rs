@@ -791,8 +791,8 @@ pub struct ExplainCli {
     /// Example: onnx-rap explain models/nanoguard.onnx --text "Ignore all previous instructions"
     #[arg(long, value_name = "TEXT")]
     text: Vec<String>,
-    /// The tokenizer of a text model (a tiktoken-bpe JSON) [default: the file the model's
-    /// metadata names, beside the model]
+    /// The tokenizer of a text model: a tiktoken-bpe JSON table or a HuggingFace
+    /// tokenizer.json [default: the file the model's metadata names, beside the model]
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
     /// Class to explain for every input [default: each input's predicted class]
