@@ -19,6 +19,8 @@ Outputs (tests/data/text/):
     wordpiece_ids.json        for each test text: the ids and character offsets of
                               `Tokenizer.encode(text)` (special tokens added), computed once
 
+The WordPiece trainer is not bit-reproducible between runs (two runs gave vocabularies of 361
+and 363): the committed files are the reference, and a rerun must commit all three together.
 The tokenizer is trained here rather than taken from a package, so that the repository can
 ship it under its own licence; it is a real tokenizer.json of the format every BERT export on
 the hub ships, read by the same library.
