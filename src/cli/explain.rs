@@ -47,18 +47,69 @@ pub struct Args {
 pub struct Outcome {
     pub name: String,
     pub source: PathBuf,
+    pub verdict: Verdict,
+    pub relevance_sum: f64,
+    pub positive_share: f64,
+    /// With `--layer-sums`: one row per rule application, from the logits to the input.
+    pub layer_sums: Vec<LayerSum>,
+    pub files: Vec<PathBuf>,
+}
+
+/// How the model classified one input, and the class explained: what image and text outcomes
+/// share.
+pub struct Verdict {
     pub predicted: usize,
     pub label: Option<String>,
     pub target: usize,
     pub target_label: Option<String>,
+    /// The explained class's logit.
     pub logit: f32,
-    pub relevance_sum: f64,
-    pub positive_share: f64,
     /// The five most probable classes (softmax of the logits), most probable first.
-    pub top5: Vec<Ranked>,
-    /// With `--layer-sums`: one row per rule application, from the logits to the input.
-    pub layer_sums: Vec<LayerSum>,
-    pub files: Vec<PathBuf>,
+    pub top: Vec<Ranked>,
+}
+
+impl Verdict {
+    /// The verdict of `logits`: the prediction, and `target` (else the prediction) explained.
+    pub fn of(logits: &[f32], target: Option<i64>, labels: Option<&[String]>) -> Verdict {
+        let predicted = argmax(logits);
+        let target = target.map_or(predicted, |t| t as usize);
+        let label_of = |k: usize| labels.and_then(|l| l.get(k).cloned());
+        Verdict {
+            predicted,
+            label: label_of(predicted),
+            target,
+            target_label: label_of(target),
+            logit: logits.get(target).copied().unwrap_or(f32::NAN),
+            top: top_k(logits, 5, labels),
+        }
+    }
+
+    /// The explained class's name, else `class K`.
+    pub fn explained(&self) -> String {
+        self.target_label
+            .clone()
+            .unwrap_or_else(|| format!("class {}", self.target))
+    }
+
+    /// The top classes with their probabilities, `NAME P%, ...`.
+    pub fn top_line(&self) -> String {
+        let top: Vec<String> = self
+            .top
+            .iter()
+            .map(|r| format!("{} {:.1}%", r.name(), 100.0 * r.probability))
+            .collect();
+        top.join(", ")
+    }
+
+    /// Its JSON fields, added to `v` (an object); the top classes under `top_key`.
+    pub fn add_json(&self, v: &mut Json, top_key: &str) {
+        v["predicted"] = json!(self.predicted);
+        v["predicted_label"] = json!(self.label);
+        v["target"] = json!(self.target);
+        v["target_label"] = json!(self.target_label);
+        v["target_logit"] = json!(self.logit);
+        v[top_key] = self.top.iter().map(Ranked::to_json).collect();
+    }
 }
 
 /// A class and its softmax probability.
@@ -69,11 +120,11 @@ pub struct Ranked {
 }
 
 impl Ranked {
-    /// The class name, else `class K`.
     pub fn to_json(&self) -> Json {
         json!({"class": self.class, "name": self.name(), "probability": self.probability})
     }
 
+    /// The class name, else `class K`.
     pub fn name(&self) -> String {
         self.label
             .clone()
@@ -103,20 +154,12 @@ fn short(x: f64) -> String {
 impl Outcome {
     /// One line for the terminal: the top 5 classes, then the explained class.
     pub fn line(&self) -> String {
-        let top: Vec<String> = self
-            .top5
-            .iter()
-            .map(|r| format!("{} {:.1}%", r.name(), 100.0 * r.probability))
-            .collect();
-        let explained = self
-            .target_label
-            .clone()
-            .unwrap_or_else(|| format!("class {}", self.target));
         format!(
-            "{}: {} | explained: {explained}, logit {}, relevance sum {}, positive share {:.1}%",
+            "{}: {} | explained: {}, logit {}, relevance sum {}, positive share {:.1}%",
             self.name,
-            top.join(", "),
-            short(self.logit as f64),
+            self.verdict.top_line(),
+            self.verdict.explained(),
+            short(self.verdict.logit as f64),
             short(self.relevance_sum),
             100.0 * self.positive_share
         )
@@ -124,25 +167,20 @@ impl Outcome {
 
     /// The `--layer-sums` table (empty without it).
     pub fn layer_table(&self) -> String {
-        layer_table(&self.layer_sums, self.logit as f64)
+        layer_table(&self.layer_sums, self.verdict.logit as f64)
     }
 
     pub fn to_json(&self) -> Json {
         let mut v = json!({
             "name": self.name,
             "input": self.source.display().to_string(),
-            "predicted": self.predicted,
-            "predicted_label": self.label,
-            "target": self.target,
-            "target_label": self.target_label,
-            "target_logit": self.logit,
             "relevance_sum": self.relevance_sum,
             "positive_share": self.positive_share,
-            "top5": self.top5.iter().map(Ranked::to_json).collect::<Vec<_>>(),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
+        self.verdict.add_json(&mut v, "top5");
         if !self.layer_sums.is_empty() {
-            v["layer_sums"] = layer_sums_json(&self.layer_sums, self.logit as f64);
+            v["layer_sums"] = layer_sums_json(&self.layer_sums, self.verdict.logit as f64);
         }
         v
     }
@@ -708,9 +746,6 @@ fn write_outcome(
     layout: Layout,
     staged: &crate::outdir::Staged,
 ) -> Result<Outcome> {
-    let predicted = argmax(logits);
-    let target = args.target.map_or(predicted, |t| t as usize);
-    let label_of = |k: usize| labels.as_ref().and_then(|l| l.get(k).cloned());
     let pos: f64 = rel.iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum();
     let neg: f64 = rel.iter().filter(|v| **v < 0.0).map(|v| -(*v as f64)).sum();
     let mut files = Vec::new();
@@ -739,13 +774,8 @@ fn write_outcome(
     Ok(Outcome {
         name: it.name.clone(),
         source: it.source.clone(),
-        predicted,
-        label: label_of(predicted),
-        target,
-        target_label: label_of(target),
-        logit: logits.get(target).copied().unwrap_or(f32::NAN),
+        verdict: Verdict::of(logits, args.target, labels.as_deref()),
         relevance_sum: rel.iter().map(|v| *v as f64).sum(),
-        top5: top_k(logits, 5, labels.as_deref()),
         layer_sums,
         positive_share: if pos + neg > 0.0 {
             pos / (pos + neg)

@@ -10,9 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis};
 use serde_json::{json, Value as Json};
 
-use super::explain::{
-    argmax, layer_sums_json, layer_table, metadata, top_k, Compiled, LayerSum, Ranked,
-};
+use super::explain::{layer_sums_json, layer_table, metadata, Compiled, LayerSum, Verdict};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::pass::Options;
@@ -42,14 +40,9 @@ pub struct TextArgs {
 pub struct TextOutcome {
     pub name: String,
     pub text: String,
-    pub predicted: usize,
-    pub label: Option<String>,
-    pub target: usize,
-    pub target_label: Option<String>,
-    pub logit: f32,
+    pub verdict: Verdict,
     /// The relevance of every position the model read (it equals the logit for `rap`).
     pub relevance_sum: f64,
-    pub top: Vec<Ranked>,
     pub tokens: Vec<Token>,
     /// Relevance of each of `tokens`.
     pub relevance: Vec<f32>,
@@ -72,20 +65,9 @@ fn signed(x: f64) -> String {
 }
 
 impl TextOutcome {
-    fn explained(&self) -> String {
-        self.target_label
-            .clone()
-            .unwrap_or_else(|| format!("class {}", self.target))
-    }
-
     /// The summary line: the classes, the explained class, its logit and where the relevance
     /// went (text tokens, start token, padding).
     pub fn line(&self) -> String {
-        let top: Vec<String> = self
-            .top
-            .iter()
-            .map(|r| format!("{} {:.1}%", r.name(), 100.0 * r.probability))
-            .collect();
         let tokens: f64 = self.relevance.iter().map(|&v| v as f64).sum();
         let mut parts = vec![format!("{} tokens {}", self.tokens.len(), signed(tokens))];
         if let Some(s) = self.special {
@@ -95,9 +77,9 @@ impl TextOutcome {
         format!(
             "{}: {} | explained: {}, logit {:.2}, relevance sum {:.2} ({})",
             self.name,
-            top.join(", "),
-            self.explained(),
-            self.logit,
+            self.verdict.top_line(),
+            self.verdict.explained(),
+            self.verdict.logit,
             self.relevance_sum,
             parts.join(", ")
         )
@@ -132,20 +114,14 @@ impl TextOutcome {
 
     /// The `--layer-sums` table (empty without it).
     pub fn layer_table(&self) -> String {
-        layer_table(&self.layer_sums, self.logit as f64)
+        layer_table(&self.layer_sums, self.verdict.logit as f64)
     }
 
     pub fn to_json(&self) -> Json {
         let mut v = json!({
             "name": self.name,
             "text": self.text,
-            "predicted": self.predicted,
-            "predicted_label": self.label,
-            "target": self.target,
-            "target_label": self.target_label,
-            "target_logit": self.logit,
             "relevance_sum": self.relevance_sum,
-            "top": self.top.iter().map(Ranked::to_json).collect::<Vec<_>>(),
             "tokens": self.tokens.iter().zip(&self.relevance).map(|(t, r)| json!({
                 "text": t.text,
                 "start": t.start,
@@ -158,8 +134,9 @@ impl TextOutcome {
             "truncated": self.truncated.map(|(kept, total)| json!({"kept": kept, "total": total})),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
+        self.verdict.add_json(&mut v, "top");
         if !self.layer_sums.is_empty() {
-            v["layer_sums"] = layer_sums_json(&self.layer_sums, self.logit as f64);
+            v["layer_sums"] = layer_sums_json(&self.layer_sums, self.verdict.logit as f64);
         }
         v
     }
@@ -400,21 +377,13 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
             let e = &encoded[i];
             let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
             let rel: Vec<f32> = rel.index_axis(Axis(0), k).iter().copied().collect();
-            let predicted = argmax(&logits);
-            let target = args.target.map_or(predicted, |t| t as usize);
-            let label = |k: usize| c.labels.as_ref().and_then(|l| l.get(k).cloned());
             let n = e.ids.len();
             let r = e.text_range();
             let o = TextOutcome {
                 name: args.texts[i].name.clone(),
                 text: args.texts[i].text.clone(),
-                predicted,
-                label: label(predicted),
-                target,
-                target_label: label(target),
-                logit: logits[target],
+                verdict: Verdict::of(&logits, args.target, c.labels.as_deref()),
                 relevance_sum: rel.iter().map(|&v| v as f64).sum(),
-                top: top_k(&logits, c.classes.min(5), c.labels.as_deref()),
                 tokens: e.tokens.clone(),
                 relevance: rel[r.clone()].to_vec(),
                 special: (n > r.len()).then(|| {
@@ -469,13 +438,18 @@ fn write_page(
     method: &str,
 ) -> Result<TextOutcome> {
     let file = format!("{}.html", o.name);
-    let top: Vec<(String, f64)> = o.top.iter().map(|r| (r.name(), r.probability)).collect();
+    let top: Vec<(String, f64)> = o
+        .verdict
+        .top
+        .iter()
+        .map(|r| (r.name(), r.probability))
+        .collect();
     let mut rest = Vec::new();
     if let Some(s) = o.special {
         rest.push(("special tokens".to_string(), s));
     }
     rest.push(("padding".to_string(), o.padding));
-    let explained = o.explained();
+    let explained = o.verdict.explained();
     let page = crate::text::html::page(
         &crate::text::html::Summary {
             title: &o.name,
@@ -483,7 +457,7 @@ fn write_page(
             method,
             top: &top,
             explained: &explained,
-            logit: o.logit,
+            logit: o.verdict.logit,
             relevance_sum: o.relevance_sum,
             rest: &rest,
             truncated: o.truncated,
@@ -530,9 +504,12 @@ fn write_tables(outcomes: &mut [TextOutcome], staged: &crate::outdir::Staged) ->
         tsv += &format!(
             "{}\t{}\t{}\t{:.6}\t{:.6}\t{}\t{}\t{:.6}\t{}\n",
             o.name,
-            o.label.clone().unwrap_or_else(|| o.predicted.to_string()),
-            o.explained(),
-            o.logit,
+            o.verdict
+                .label
+                .clone()
+                .unwrap_or_else(|| o.verdict.predicted.to_string()),
+            o.verdict.explained(),
+            o.verdict.logit,
             o.relevance_sum,
             o.tokens.len(),
             top.map(|t| clean(&t.0.text)).unwrap_or_default(),
