@@ -5,7 +5,10 @@
 #     descriptor, the Python example reads images with pillow;
 #   - the browser page (web/): its npm packages (onnxruntime-web, esbuild, playwright-core), its
 #     build in web/dist, and Debian's chromium for the headless end-to-end test;
-#   - cargo fmt --check, cargo clippy -D warnings, then cargo test --release.
+#   - cargo fmt --check, cargo clippy -D warnings, then cargo test --release (the workspace: the
+#     crate and the Python package's native module, so that both share one build);
+#   - the Python package: `pip install .` into .venv (maturin builds it from the same build),
+#     then its tests against the command line (tests/python/test_package.py).
 # usage: scripts/test.sh   (from anywhere; needs python3 >= 3.9, node + npm, a Rust toolchain,
 #                           and root or an installed /usr/bin/chromium)
 set -euo pipefail
@@ -39,8 +42,11 @@ echo "== proto/onnx.proto field numbers against the onnx package's schema"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== cargo test --release"
-cargo test --release
+cargo test --release --workspace
+echo "== the Python package: pip install . (into .venv), then its tests"
+.venv/bin/pip install --quiet --disable-pip-version-check .
+ONNX_RAP_BIN="$PWD/target/release/onnx-rap" .venv/bin/python -m unittest tests/python/test_package.py
 echo "== the Ray example (examples/ray) on a local Ray cluster of 2 CPUs"
 .venv/bin/python tests/python/test_ray_explain.py

@@ -9,10 +9,14 @@ pub mod ir;
 pub mod onnx;
 
 pub use error::{Error, Result};
+
+/// The version of onnx-rap (the crate, the command line and the Python package).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod analysis;
 pub mod canon;
 pub mod cli;
 pub mod consteval;
+pub mod explainer;
 pub mod fold;
 pub mod guard;
 pub mod heatmap;

@@ -23,6 +23,21 @@ impl Value {
             Value::I64(a) => a.clone().into_tensor(),
         }
     }
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Value::F32(a) => a.shape(),
+            Value::I64(a) => a.shape(),
+        }
+    }
+    /// Sample `k` along axis 0, keeping the axis (a batch of one).
+    pub fn sample(&self, k: usize) -> Value {
+        let one = ndarray::Slice::from(k..k + 1);
+        match self {
+            Value::F32(a) => Value::F32(a.slice_axis(ndarray::Axis(0), one).to_owned()),
+            Value::I64(a) => Value::I64(a.slice_axis(ndarray::Axis(0), one).to_owned()),
+        }
+    }
     /// Its type and shape, as tract's inference takes them.
     pub fn fact(&self) -> InferenceFact {
         match self {

@@ -177,10 +177,9 @@ fn image_layouts_are_detected_and_fed_without_flags() {
             c.name
         );
         // What explain, eval and serve feed: the detected layout, no flag needed.
-        let pp =
-            onnx_rap::cli::explain::image_preprocess(&model, &sample, Default::default(), c.name)
-                .unwrap()
-                .unwrap();
+        let pp = onnx_rap::explainer::image_preprocess(&model, &sample, Default::default(), c.name)
+            .unwrap()
+            .unwrap();
         assert_eq!(pp.layout, c.layout, "{}", c.name);
         // --layout (here: metadata-free options) overrides the detection in the heatmap.
         let other = match c.layout {

@@ -33,7 +33,7 @@ fn benchmark() -> Vec<Json> {
 
 fn spec() -> onnx_rap::text::TextSpec {
     let m = onnx_rap::cli::load_model(&model()).unwrap();
-    let meta = onnx_rap::cli::explain::metadata(&m, onnx_rap::text::META_TOKENIZER);
+    let meta = onnx_rap::explainer::metadata(&m, onnx_rap::text::META_TOKENIZER);
     onnx_rap::text::TextSpec::load(meta, None, &model(), Some(512)).unwrap()
 }
 
@@ -432,7 +432,7 @@ fn wordpiece_rows() -> Vec<Json> {
 #[test]
 fn huggingface_tokenizer_equals_the_python_package() {
     let m = onnx_rap::cli::load_model(&tiny_bert()).unwrap();
-    let meta = onnx_rap::cli::explain::metadata(&m, onnx_rap::text::META_TOKENIZER);
+    let meta = onnx_rap::explainer::metadata(&m, onnx_rap::text::META_TOKENIZER);
     let spec = onnx_rap::text::TextSpec::load(meta, None, &tiny_bert(), None).unwrap();
     assert_eq!((spec.context, spec.bos, spec.pad), (64, None, 0));
     for r in wordpiece_rows() {

@@ -5,7 +5,7 @@
 //! convolution of a channels-last Keras model), or, for a convolution-free model, one that
 //! moves axis 1 to the end; then the shape: a trailing dimension of 1 or 3 (grayscale or RGB)
 //! where axis 1 is not. Metadata (`onnx_rap.preprocess`'s `layout`) and `--layout` override
-//! the detection where they are read (`cli::explain::image_preprocess`).
+//! the detection where they are read (`explainer::image_preprocess`).
 
 use crate::image::Layout;
 use crate::ir::{Graph, Model};

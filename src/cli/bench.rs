@@ -7,13 +7,14 @@ use ndarray::ArrayD;
 use serde_json::{json, Value as Json};
 
 use super::args::{self, MethodArg};
-use crate::analysis::{infer_facts, Facts};
+use crate::analysis::Facts;
 use crate::bad_input;
 use crate::error::Result;
+use crate::explainer::{Explainer, Settings};
 use crate::ir;
-use crate::pass::{compile_with_facts, Options};
+use crate::pass::Options;
 use crate::rules::Tuning;
-use crate::runtime::{Optimise, Plan, Value};
+use crate::runtime::{Plan, Value};
 use tract_onnx::prelude::*;
 
 /// Timings of one bench run.
@@ -198,39 +199,42 @@ pub fn synthetic_inputs(
     Ok(feeds.into_iter().map(|(_, v)| v).collect())
 }
 
-/// A model read and compiled: its bytes, IR, model_rap bytes, input, compile time, node count
-/// of the compiled graph.
-type Prepared = (Vec<u8>, ir::Model, Vec<u8>, Vec<Value>, f64, usize);
+/// A model read and compiled: its bytes, IR, explainer, input, compile time.
+type Prepared = (Vec<u8>, ir::Model, Explainer, Vec<Value>, f64);
 
 /// Load `path`, compile it in memory and make the batch-`batch` input.
 fn prepare(path: &Path, opts: &Options, batch: usize) -> Result<Prepared> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| bad_input!("{origin}: cannot read: {e}"))?;
     let t0 = Instant::now();
-    let proto = crate::onnx::load(path)?;
-    let model = ir::import(&proto, &origin)?;
-    let facts = infer_facts(&proto, &origin)?;
-    let rap = compile_with_facts(&model, &facts, opts, &origin)?;
+    let model = crate::explainer::load_model(path)?;
+    let settings = Settings {
+        compile: opts.clone(),
+        ..Settings::default()
+    };
+    let ex = Explainer::tensors(model.clone(), path, &settings)?;
     // A model whose batch is fixed to 1 explains one sample per run (one that folds a
     // symbolic batch runs its samples through a Scan and takes any batch).
-    let fixed_one = rap
-        .graph
-        .inputs
-        .first()
-        .and_then(crate::onnx::declared_shape)
-        .and_then(|s| s.dim.first())
-        .is_some_and(|d| d.dim_value == Some(1));
-    if fixed_one && batch > 1 {
+    if ex.compiled().fixed_batch == Some(1) && batch > 1 {
         return Err(bad_input!(
             "{origin}: model_rap.onnx of this model explains one sample per run (the model's \
              batch axis is fixed to 1); use --batch 1"
         ));
     }
-    let rap_bytes = crate::onnx::encode(&ir::export(&rap)?);
     let compile_s = t0.elapsed().as_secs_f64();
-    let x = synthetic_inputs(&model, &facts, &origin, batch)?;
-    let rap_nodes = rap.graph.op_count();
-    Ok((bytes, model, rap_bytes, x, compile_s, rap_nodes))
+    let x = synthetic_inputs(&model, &ex.compiled().facts, &origin, batch)?;
+    Ok((bytes, model, ex, x, compile_s))
+}
+
+/// The inputs of a timed explanation run: `inputs` and `rap_target` (-1: the prediction).
+fn with_target(inputs: &[Value]) -> Vec<Value> {
+    let n = inputs
+        .first()
+        .and_then(|v| v.shape().first().copied())
+        .unwrap_or(1);
+    let mut v = inputs.to_vec();
+    v.push(Value::I64(ArrayD::from_elem(vec![n], -1)));
+    v
 }
 
 /// What `bench --peak-of PART` does in its child process: only the forward pass (read the
@@ -264,9 +268,9 @@ pub fn peak_of(
             .map_err(|e| crate::runtime_err!("{origin}: tract: {e:#}"))?;
         }
         Part::Explain => {
-            let (bytes, model, rap_bytes, x, _, _) = prepare(path, opts, batch)?;
+            let (bytes, model, ex, x, _) = prepare(path, opts, batch)?;
             drop((bytes, model));
-            Plan::with(&rap_bytes, &x, vec![], Optimise::Codegen)?.run(&x)?;
+            ex.run(x, None)?;
         }
     }
     Ok(peak_rss_kb())
@@ -331,7 +335,8 @@ pub fn run(
 ) -> Result<Report> {
     crate::runtime::set_intra_op_threads(threads);
     let origin = path.display().to_string();
-    let (bytes, model, rap_bytes, inputs, compile_s, rap_nodes) = prepare(path, opts, batch)?;
+    let (bytes, model, ex, inputs, compile_s) = prepare(path, opts, batch)?;
+    let rap_bytes = &ex.compiled().bytes;
     // A lone float input: the child of the forward side makes it from its shape alone.
     let shape = match inputs.as_slice() {
         [Value::F32(x)] => Some(x.shape().to_vec()),
@@ -339,24 +344,26 @@ pub fn run(
     };
     let fwd = Plan::new(&bytes, &inputs, vec![])?;
     fwd.run(&inputs)?;
-    let exp = Plan::with(&rap_bytes, &inputs, vec![], Optimise::Codegen)?;
-    exp.run(&inputs)?;
+    // The explainer's plan, run as it is (the timed runs hold no conversion of outputs).
+    let targeted = with_target(&inputs);
+    let exp = ex.plan(&targeted)?;
+    exp.run(&targeted)?;
     let (mut tf, mut te) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
         fwd.run(&inputs)?;
         tf.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        exp.run(&inputs)?;
+        exp.run(&targeted)?;
         te.push(t.elapsed().as_secs_f64());
     }
     let images_per_s = (
         throughput(&fwd, &inputs, batch, threads, runs)?,
-        throughput(&exp, &inputs, batch, threads, runs)?,
+        throughput(&exp, &targeted, batch, threads, runs)?,
     );
-    let nodes = (model.graph.op_count(), rap_nodes);
+    let nodes = (model.graph.op_count(), ex.compiled().nodes);
     let rap_folded_bytes = crate::onnx::encode(&crate::fold::fold_constants(crate::onnx::decode(
-        &rap_bytes, &origin,
+        rap_bytes, &origin,
     )?)?)
     .len();
     drop((fwd, exp));

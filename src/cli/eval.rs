@@ -15,17 +15,17 @@ use ndarray_npy::{NpzReader, ReadableElement, WriteNpyExt};
 use serde_json::{json, Value as Json};
 
 use super::args::{self, MethodArg};
-use super::explain::{image_preprocess, metadata};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
+use crate::explainer::{image_preprocess, metadata, Explainer, Settings};
 use crate::image::{PartialPreprocess, Preprocess};
 use crate::ir;
 use crate::metrics::{self, BoxPx};
-use crate::pass::{compile_with_facts, Options, HEATMAP};
+use crate::pass::{Options, HEATMAP};
 use crate::plot;
 use crate::rules::Method;
-use crate::runtime::{Optimise, Plan, Value};
+use crate::runtime::{Plan, Value};
 
 /// Metadata key: the model's benchmark file, relative to the model file.
 pub const META_BENCHMARK: &str = "onnx_rap.benchmark";
@@ -262,7 +262,6 @@ impl Report {
 /// What the model needs: its input name and preprocessing, its logits output.
 struct ModelInfo {
     model: ir::Model,
-    facts: crate::analysis::Facts,
     logits: String,
     classes: usize,
     pp: Preprocess,
@@ -297,7 +296,6 @@ fn model_info(path: &Path) -> Result<ModelInfo> {
         classes: roles.classes as usize,
         logits,
         model,
-        facts,
         pp,
     })
 }
@@ -456,30 +454,19 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
     let mut scores = Vec::new();
     for &method in &args.methods {
         bar.set_prefix(method.name());
-        let opts = Options {
-            method,
-            epsilon: args.epsilon,
-            target_input: true,
-            ..Options::default()
+        let settings = Settings {
+            compile: Options {
+                method,
+                epsilon: args.epsilon,
+                ..Options::default()
+            },
+            ..Settings::default()
         };
-        let mut compiled = compile_with_facts(&info.model, &info.facts, &opts, &origin)?;
-        // Only the heatmap is needed (the plan returns the graph outputs in order).
-        compiled.graph.outputs.retain(|o| o.name() == HEATMAP);
-        let bytes = crate::onnx::encode(&ir::export(&compiled)?);
-        let bsz = if info.facts.single_sample {
-            1
-        } else {
-            args.batch.clamp(1, n)
-        };
-        let xs0 = info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c])));
-        let t0 = ArrayD::<i64>::zeros(IxDyn(&[bsz]));
-        // Inputs in graph order: the image, then `rap_target` (the true class).
-        let plan = Plan::with(
-            &bytes,
-            &[Value::F32(xs0), Value::I64(t0)],
-            vec![HEATMAP.to_string()],
-            Optimise::Codegen,
-        )?;
+        let ex = Explainer::new(info.model.clone(), &args.model, &settings)?;
+        let bsz = ex.max_batch().unwrap_or(args.batch.clamp(1, n));
+        ex.warm_up(&[Value::F32(
+            info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c]))),
+        )])?;
 
         // Heatmaps, in batches (the last one padded by repeating its last image), the
         // batches in parallel on one plan.
@@ -492,12 +479,13 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                     .map_err(|e| Error::Runtime(e.to_string()))?
                     .into_dyn(),
             );
-            let t = ArrayD::from_shape_vec(IxDyn(&[bsz]), idx.iter().map(|&i| labels[i]).collect())
-                .map_err(|e| Error::Runtime(e.to_string()))?;
+            let t: Vec<i64> = idx.iter().map(|&i| labels[i]).collect();
             let clock = Instant::now();
-            let out = plan.run(&[Value::F32(x), Value::I64(t)])?;
+            let out = ex.explain(x, Some(&t))?;
             let took = clock.elapsed().as_secs_f64();
-            let heat = &out[0].1;
+            let heat = out
+                .output(HEATMAP)
+                .ok_or_else(|| Error::Runtime("no heatmap output".into()))?;
             let mut maps = Vec::new();
             for (k, &i) in idx.iter().enumerate() {
                 if start + k == i {

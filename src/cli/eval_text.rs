@@ -15,14 +15,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Axis;
 use serde_json::{json, Value as Json};
 
-use super::explain::{argmax, Compiled};
-use super::explain_text::{feeds, prepare};
 use crate::bad_input;
 use crate::error::{Error, Result};
+use crate::explainer::text::{feeds, feeds_for, text_model};
+use crate::explainer::{argmax, Explainer, Settings};
 use crate::metrics::{self, SplitMix64};
-use crate::pass::{Options, RELEVANCE};
+use crate::pass::Options;
 use crate::rules::Method;
-use crate::runtime::{Optimise, Plan};
+use crate::runtime::Plan;
 use crate::text::Encoded;
 
 /// Each deletion step adds one `STEP_PARTS`-th of a text's tokens (5%).
@@ -222,12 +222,23 @@ pub fn run(args: &TextEvalArgs, progress: bool) -> Result<TextReport> {
     let origin = args.model.display().to_string();
     // The forward pass: the model as it is (its sequence axis fixed to the context), inputs
     // from the text front end.
-    let (model, base, spec) = prepare(
+    let mut model = crate::explainer::load_model(&args.model)?;
+    let spec = text_model(&mut model, &args.model, args.tokenizer.as_deref())?;
+    let settings = |method, epsilon| Settings {
+        compile: Options {
+            method,
+            epsilon,
+            ..Options::default()
+        },
+        tokenizer: args.tokenizer.clone(),
+        ..Settings::default()
+    };
+    let base = Explainer::new(
+        model.clone(),
         &args.model,
-        args.tokenizer.as_deref(),
-        &Options::default(),
-        None,
+        &settings(Method::Rap, crate::rules::DEFAULT_EPSILON),
     )?;
+    let base = base.compiled();
     let forward_bytes = crate::onnx::encode(&crate::ir::export(&model)?);
     let rows = read_labelled(&args.data, base.classes)?;
     let picked: Vec<usize> = match args.limit {
@@ -249,7 +260,7 @@ pub fn run(args: &TextEvalArgs, progress: bool) -> Result<TextReport> {
     let n = texts.len();
     let steps = args.steps.max(1);
     let workers = crate::runtime::share_threads(args.threads, n);
-    let one = |e: &Encoded| feeds(&base, &spec, &[e], None, &origin);
+    let one = |e: &Encoded| feeds_for(base, &spec, &[e], &origin);
     let forward = Plan::new(&forward_bytes, &one(&texts[0])?, vec![base.logits.clone()])?;
     let logits_of = |e: &Encoded| -> Result<Vec<f32>> {
         let out = forward.run(&one(e)?)?;
@@ -337,13 +348,7 @@ pub fn run(args: &TextEvalArgs, progress: bool) -> Result<TextReport> {
 
     for &method in &args.methods {
         bar.set_prefix(method.name());
-        let opts = Options {
-            method,
-            epsilon: args.epsilon,
-            ..Options::default()
-        };
-        // target 0 adds the rap_target input; every run feeds the text's label.
-        let c = match Compiled::new(&model, &origin, &opts, Some(0)) {
+        let ex = match Explainer::new(model.clone(), &args.model, &settings(method, args.epsilon)) {
             Ok(c) => c,
             Err(e @ Error::Input(_)) => {
                 scores.push(TextScores {
@@ -360,18 +365,13 @@ pub fn run(args: &TextEvalArgs, progress: bool) -> Result<TextReport> {
             }
             Err(e) => return Err(e),
         };
-        let probe = feeds(&c, &spec, &[&texts[0]], Some(0), &origin)?;
-        let plan = Plan::with(&c.bytes, &probe, c.names.clone(), Optimise::Codegen)?;
+        ex.warm_up(&feeds(&ex, &[&texts[0]])?)?;
         let runs = crate::parallel::map(workers, &texts, |i, e| {
-            let x = feeds(&c, &spec, &[e], Some(labels[i] as i64), &origin)?;
+            let x = feeds(&ex, &[e])?;
             let clock = Instant::now();
-            let out = plan.run(&x)?;
+            let out = ex.run(x, Some(&[labels[i] as i64]))?;
             let took = clock.elapsed().as_secs_f64();
-            let rel = out
-                .iter()
-                .find(|(k, _)| k == RELEVANCE)
-                .map(|(_, v)| v)
-                .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
+            let rel = &out.relevance;
             let r: Vec<f32> = rel
                 .index_axis(Axis(0), 0)
                 .iter()

@@ -10,22 +10,15 @@ use ndarray::{ArrayD, ArrayViewD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
 use super::args::{self, parse_bounds, parse_interpolation, parse_size, LayoutArg, MethodArg};
-use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
+use crate::explainer::{Explainer, LayerSum, Settings, Verdict};
 use crate::heatmap;
 use crate::image::{
     display_factor, enlarge, load_image, load_npy, stack, tensor_picture, Interpolation, Layout,
-    PartialPreprocess, Preprocess,
+    PartialPreprocess,
 };
-use crate::ir;
-use crate::onnx::proto::ValueInfoProto;
-use crate::pass::{compile_with_facts, Options};
-use crate::runtime::{Optimise, Plan, Value};
-
-/// Metadata keys a model may carry for `explain`.
-pub const META_LABELS: &str = "onnx_rap.labels";
-pub const META_PREPROCESS: &str = "onnx_rap.preprocess";
+use crate::pass::Options;
 
 /// What to explain and how.
 pub struct Args {
@@ -53,93 +46,6 @@ pub struct Outcome {
     /// With `--layer-sums`: one row per rule application, from the logits to the input.
     pub layer_sums: Vec<LayerSum>,
     pub files: Vec<PathBuf>,
-}
-
-/// How the model classified one input, and the class explained: what image and text outcomes
-/// share.
-pub struct Verdict {
-    pub predicted: usize,
-    pub label: Option<String>,
-    pub target: usize,
-    pub target_label: Option<String>,
-    /// The explained class's logit.
-    pub logit: f32,
-    /// The five most probable classes (softmax of the logits), most probable first.
-    pub top: Vec<Ranked>,
-}
-
-impl Verdict {
-    /// The verdict of `logits`: the prediction, and `target` (else the prediction) explained.
-    pub fn of(logits: &[f32], target: Option<i64>, labels: Option<&[String]>) -> Verdict {
-        let predicted = argmax(logits);
-        let target = target.map_or(predicted, |t| t as usize);
-        let label_of = |k: usize| labels.and_then(|l| l.get(k).cloned());
-        Verdict {
-            predicted,
-            label: label_of(predicted),
-            target,
-            target_label: label_of(target),
-            logit: logits.get(target).copied().unwrap_or(f32::NAN),
-            top: top_k(logits, 5, labels),
-        }
-    }
-
-    /// The explained class's name, else `class K`.
-    pub fn explained(&self) -> String {
-        self.target_label
-            .clone()
-            .unwrap_or_else(|| format!("class {}", self.target))
-    }
-
-    /// The top classes with their probabilities, `NAME P%, ...`.
-    pub fn top_line(&self) -> String {
-        let top: Vec<String> = self
-            .top
-            .iter()
-            .map(|r| format!("{} {:.1}%", r.name(), 100.0 * r.probability))
-            .collect();
-        top.join(", ")
-    }
-
-    /// Its JSON fields, added to `v` (an object); the top classes under `top_key`.
-    pub fn add_json(&self, v: &mut Json, top_key: &str) {
-        v["predicted"] = json!(self.predicted);
-        v["predicted_label"] = json!(self.label);
-        v["target"] = json!(self.target);
-        v["target_label"] = json!(self.target_label);
-        v["target_logit"] = json!(self.logit);
-        v[top_key] = self.top.iter().map(Ranked::to_json).collect();
-    }
-}
-
-/// A class and its softmax probability.
-pub struct Ranked {
-    pub class: usize,
-    pub label: Option<String>,
-    pub probability: f64,
-}
-
-impl Ranked {
-    pub fn to_json(&self) -> Json {
-        json!({"class": self.class, "name": self.name(), "probability": self.probability})
-    }
-
-    /// The class name, else `class K`.
-    pub fn name(&self) -> String {
-        self.label
-            .clone()
-            .unwrap_or_else(|| format!("class {}", self.class))
-    }
-}
-
-/// What one rule received and handed to its inputs (`compile --layer-sums`), for one sample.
-#[derive(Clone)]
-pub struct LayerSum {
-    /// The node's name (its first output when it has none).
-    pub layer: String,
-    pub op: String,
-    pub received: f64,
-    pub handed: f64,
 }
 
 /// A number for the summary line: two decimals, or three significant digits when small.
@@ -263,27 +169,6 @@ pub fn layer_sums_json(rows: &[LayerSum], logit: f64) -> Json {
         .collect()
 }
 
-/// The `k` most probable classes: softmax of `logits` (in f64), most probable first.
-pub fn top_k(logits: &[f32], k: usize, labels: Option<&[String]>) -> Vec<Ranked> {
-    let max = logits
-        .iter()
-        .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
-    let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let total: f64 = exp.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    // Stable: equal probabilities keep the lower class first.
-    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
-    order
-        .into_iter()
-        .take(k)
-        .map(|c| Ranked {
-            class: c,
-            label: labels.and_then(|l| l.get(c).cloned()),
-            probability: exp[c] / total,
-        })
-        .collect()
-}
-
 struct Item {
     name: String,
     source: PathBuf,
@@ -335,235 +220,21 @@ fn ext(p: &Path) -> Option<String> {
     p.extension().map(|e| e.to_string_lossy().to_lowercase())
 }
 
-/// The value of a `metadata_props` entry.
-pub fn metadata<'a>(model: &'a ir::Model, key: &str) -> Option<&'a str> {
-    model
-        .rest
-        .metadata_props
-        .iter()
-        .find(|p| p.key() == key)
-        .map(|p| p.value())
-}
-
-/// The class names of the `onnx_rap.labels` metadata, if it holds a JSON array of `classes`.
-pub fn labels(model: &ir::Model, classes: usize) -> Option<Vec<String>> {
-    metadata(model, META_LABELS)
-        .and_then(|l| serde_json::from_str::<Vec<String>>(l).ok())
-        .filter(|l| l.len() == classes)
-}
-
-/// How image files become inputs of a model whose input has `sample` dims per sample: the
-/// flags, then the model's metadata, then the input shape. None when the input is no image.
-pub fn image_preprocess(
-    model: &ir::Model,
-    sample: &[usize],
-    flags: PartialPreprocess,
-    origin: &str,
-) -> Result<Option<Preprocess>> {
-    let meta = match metadata(model, META_PREPROCESS) {
-        Some(j) => Preprocess::from_metadata(j, origin)?,
-        None => PartialPreprocess::default(),
-    };
-    let pp = flags.or(meta);
-    let layout = pp
-        .layout
-        .unwrap_or_else(|| crate::analysis::single_input_layout(model, sample));
-    if sample.len() != 3 {
-        return Ok(None);
-    }
-    let (c, h, w) = match layout {
-        Layout::Nchw => (sample[0], sample[1], sample[2]),
-        Layout::Nhwc => (sample[2], sample[0], sample[1]),
-    };
-    let size = pp.crop.or(pp.size).unwrap_or((h as u32, w as u32));
-    if size != (h as u32, w as u32) {
-        let what = if pp.crop.is_some() { "crop" } else { "size" };
-        return Err(bad_input!(
-            "{origin}: the image {what} {}x{} (height x width) does not match the model input \
-             {h}x{w}",
-            size.0,
-            size.1
-        ));
-    }
-    Ok(Some(Preprocess {
-        size,
-        resize: pp.resize,
-        interpolation: pp.interpolation.unwrap_or_default(),
-        channels: c,
-        layout,
-        grayscale: pp.grayscale.unwrap_or(false),
-        mean: pp.mean.unwrap_or_default(),
-        std: pp.std.unwrap_or_default(),
-    }))
-}
-
-/// A model compiled for `explain` in memory: the encoded graph with its relevance outputs
-/// (and the explained logits as an output), and what the runs need to read them.
-pub struct Compiled {
-    pub bytes: Vec<u8>,
-    /// The compiled graph's outputs, in order.
-    pub names: Vec<String>,
-    /// The explained logits' tensor.
-    pub logits: String,
-    /// The explained input and its dims per sample.
-    pub input: String,
-    pub sample: Vec<usize>,
-    pub classes: usize,
-    pub labels: Option<Vec<String>>,
-    pub facts: crate::analysis::Facts,
-    pub roles: crate::analysis::Roles,
-    /// The model's runtime inputs in order, each with whether it holds integers.
-    pub inputs: Vec<(String, bool)>,
-    /// Op types of the layer-sum rows, by node name (or first output, for unnamed nodes).
-    op_types: HashMap<String, String>,
-}
-
-impl Compiled {
-    /// Compile `model` (read from `origin`) with `opts`; `target` is checked against the
-    /// classes and adds the `rap_target` input.
-    pub fn new(
-        model: &ir::Model,
-        origin: &str,
-        opts: &Options,
-        target: Option<i64>,
-    ) -> Result<Compiled> {
-        let proto = ir::export(model)?;
-        let facts = infer_facts(&proto, origin)?;
-        drop(proto); // every copy of the weights goes as soon as it is not needed
-        let opts = Options {
-            target_input: target.is_some(),
-            ..opts.clone()
-        };
-        let op_types: HashMap<String, String> = model
-            .graph
-            .g
-            .node_weights()
-            .filter_map(|n| n.op())
-            .flat_map(|n| {
-                let t = n.op_type().to_string();
-                let mut keys = vec![(n.name().to_string(), t.clone())];
-                if let Some(o) = n.output.first() {
-                    keys.push((o.clone(), t));
-                }
-                keys
-            })
-            .filter(|(k, _)| !k.is_empty())
-            .collect();
-        let mut compiled = compile_with_facts(model, &facts, &opts, origin)?;
-        // The explained logits (behind a trailing Softmax, say) become an output of the
-        // in-memory model, so the summary reports the logit itself.
-        let roles = find_roles(
-            &model.graph,
-            &facts,
-            opts.input.as_deref(),
-            opts.output.as_deref(),
-            origin,
-        )?;
-        let logits = roles.logits.clone();
-        if !compiled.graph.outputs.iter().any(|o| o.name() == logits) {
-            compiled.graph.outputs.push(ValueInfoProto {
-                name: Some(logits.clone()),
-                ..Default::default()
-            });
-        }
-        let bytes = crate::onnx::encode(&ir::export(&compiled)?);
-        let names = compiled
-            .graph
-            .outputs
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
-        drop(compiled);
-        let input = roles.input.clone();
-        let sample: Vec<usize> = input_sample_dims(&facts, &input, origin)?;
-        let classes = roles.classes as usize;
-        if let Some(t) = target {
-            if t < 0 || t as usize >= classes {
-                return Err(bad_input!(
-                    "--target {t} is out of range: the model has {classes} classes (0..{})",
-                    classes - 1
-                ));
-            }
-        }
-        let inputs = model
-            .graph
-            .runtime_inputs()
-            .into_iter()
-            .map(|n| {
-                let integer = facts.get(n).is_some_and(|f| f.is_integer());
-                (n.to_string(), integer)
-            })
-            .collect();
-        Ok(Compiled {
-            bytes,
-            names,
-            inputs,
-            logits,
-            input,
-            sample,
-            classes,
-            labels: labels(model, classes),
-            facts,
-            roles,
-            op_types,
-        })
-    }
-
-    /// The `--layer-sum` outputs, in order.
-    pub fn layer_outputs(&self) -> Vec<&String> {
-        self.names
-            .iter()
-            .filter(|n| n.starts_with(crate::pass::LAYER_SUM))
-            .collect()
-    }
-
-    /// Sample `k`'s layer sums in the outputs `out` of a run.
-    pub fn layer_sums(&self, out: &[(String, ArrayD<f32>)], k: usize) -> Result<Vec<LayerSum>> {
-        self.layer_outputs()
-            .into_iter()
-            .map(|n| {
-                let a = out
-                    .iter()
-                    .find(|(o, _)| o == n)
-                    .map(|(_, v)| v)
-                    .ok_or_else(|| Error::Runtime(format!("no output {n}")))?;
-                let layer = n[crate::pass::LAYER_SUM.len()..].to_string();
-                let pair = a.index_axis(Axis(0), k);
-                Ok(LayerSum {
-                    op: self
-                        .op_types
-                        .get(&layer)
-                        .cloned()
-                        .unwrap_or_else(|| "?".into()),
-                    layer,
-                    received: pair.get(0).copied().unwrap_or(f32::NAN) as f64,
-                    handed: pair.get(1).copied().unwrap_or(f32::NAN) as f64,
-                })
-            })
-            .collect()
-    }
-}
-
 /// Explain every input; nothing is written unless every input could be read.
 pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
-    let origin = args.model.display().to_string();
-    let model = super::load_model(&args.model)?;
-    let c = Compiled::new(&model, &origin, &args.compile, args.target)?;
-    if c.roles.embedding.is_some() {
-        return Err(bad_input!(
-            "{origin}: the model reads token ids (input '{}'); give it texts with --text \
-             \"...\" or --input FILE.txt|FILE.jsonl",
-            c.input
-        ));
+    let settings = Settings {
+        compile: args.compile.clone(),
+        preprocess: args.preprocess.clone(),
+        tokenizer: None,
+    };
+    let ex = Explainer::load_image(&args.model, &settings)?;
+    if let Some(t) = args.target {
+        check_target(t, ex.classes())?;
     }
-    let sample = c.sample.clone();
-    let labels = c.labels.clone();
-
-    let pp = args.preprocess.clone();
-    let image_pp = image_preprocess(&model, &sample, pp, &origin)?;
-    let layout = image_pp.as_ref().map_or(Layout::Nchw, |p| p.layout);
-    // The plan is made from the compiled bytes alone: the model (and its weights) goes first.
-    drop(model);
+    let sample = ex.compiled().sample.clone();
+    let labels = ex.labels().map(|l| l.to_vec());
+    let image_pp = ex.preprocess();
+    let layout = ex.layout();
 
     // Every input checked before the first run: .npy files are read (their sample counts name
     // the outputs), images only opened and their headers read; they are decoded on the worker
@@ -644,36 +315,11 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     } else {
         ProgressBar::hidden()
     };
-    // A model that folds its batch axis is explained one input per run.
-    let per_run = if c.facts.single_sample {
-        1
-    } else {
-        args.batch.max(1)
-    };
+    // A model that folds its batch axis is explained one input per run; the plan of each
+    // run size is made by the first worker that needs it and shared.
+    let per_run = ex.max_batch().unwrap_or(args.batch.max(1));
     let chunks: Vec<&[Item]> = items.chunks(per_run).collect();
     let workers = crate::runtime::share_threads(threads, chunks.len());
-    let target_input = |n: usize| {
-        args.target
-            .map(|t| Value::I64(ArrayD::from_elem(vec![n], t)))
-    };
-    // One plan per run size (the last run may be shorter), shared by every worker; planned
-    // for the shapes alone.
-    let mut plans: HashMap<usize, Plan> = HashMap::new();
-    for chunk in &chunks {
-        if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
-            let mut shape = vec![chunk.len()];
-            shape.extend_from_slice(&sample);
-            let mut inputs = vec![Value::F32(ArrayD::zeros(shape))];
-            inputs.extend(target_input(chunk.len()));
-            e.insert(Plan::with(
-                &c.bytes,
-                &inputs,
-                c.names.clone(),
-                Optimise::Codegen,
-            )?);
-        }
-    }
-
     // Each worker decodes its inputs, runs them and writes their files, into a staging folder
     // that becomes the output only when every input has succeeded.
     let staged = crate::outdir::Staged::new(&args.out)?;
@@ -697,22 +343,22 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
             }
         }
         let refs: Vec<&ArrayD<f32>> = tensors.iter().map(|t| t.as_ref()).collect();
-        let mut inputs = vec![Value::F32(stack(&refs))];
+        let x = stack(&refs);
         drop(tensors);
-        inputs.extend(target_input(chunk.len()));
-        let out = plans[&chunk.len()].run(&inputs)?;
-        drop(inputs);
-        let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
-        let logits = get(&c.logits).ok_or_else(|| Error::Runtime("no logits output".into()))?;
-        let rel = get(crate::pass::RELEVANCE)
-            .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
+        let targets = args.target.map(|t| vec![t; chunk.len()]);
+        let e = ex.explain(x, targets.as_deref())?;
         let mut outcomes = Vec::with_capacity(chunk.len());
         for (k, it) in chunk.iter().enumerate() {
-            let layer_sums = c.layer_sums(&out, k)?;
-            let rel = rel.index_axis(Axis(0), k);
-            let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
+            let rel = e.relevance.index_axis(Axis(0), k);
             outcomes.push(write_outcome(
-                it, &shown[k], rel, &logits, layer_sums, &labels, args, layout, &staged,
+                it,
+                &shown[k],
+                rel,
+                e.verdict(k, labels.as_deref()),
+                e.layer_sums[k].clone(),
+                args,
+                layout,
+                &staged,
             )?);
         }
         bar.inc(chunk.len() as u64);
@@ -739,9 +385,8 @@ fn write_outcome(
     it: &Item,
     shown: &image::RgbImage,
     rel: ArrayViewD<f32>,
-    logits: &[f32],
+    verdict: Verdict,
     layer_sums: Vec<LayerSum>,
-    labels: &Option<Vec<String>>,
     args: &Args,
     layout: Layout,
     staged: &crate::outdir::Staged,
@@ -774,7 +419,7 @@ fn write_outcome(
     Ok(Outcome {
         name: it.name.clone(),
         source: it.source.clone(),
-        verdict: Verdict::of(logits, args.target, labels.as_deref()),
+        verdict,
         relevance_sum: rel.iter().map(|v| *v as f64).sum(),
         layer_sums,
         positive_share: if pos + neg > 0.0 {
@@ -786,10 +431,15 @@ fn write_outcome(
     })
 }
 
-pub(crate) fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
+/// `--target T` against the model's `classes`.
+pub fn check_target(t: i64, classes: usize) -> Result<()> {
+    if t < 0 || t as usize >= classes {
+        return Err(bad_input!(
+            "--target {t} is out of range: the model has {classes} classes (0..{})",
+            classes - 1
+        ));
+    }
+    Ok(())
 }
 
 /// The heatmap M: relevance summed over the channel axis of an image sample.

@@ -7,15 +7,16 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{ArrayD, Axis};
+use ndarray::Axis;
 use serde_json::{json, Value as Json};
 
-use super::explain::{layer_sums_json, layer_table, metadata, Compiled, LayerSum, Verdict};
+use super::explain::{layer_sums_json, layer_table};
 use crate::bad_input;
 use crate::error::{Error, Result};
+use crate::explainer::text::feeds;
+use crate::explainer::{Explainer, LayerSum, Settings, TokenRelevance, Verdict};
 use crate::pass::Options;
-use crate::runtime::{Optimise, Plan, Value};
-use crate::text::{excerpt, Encoded, TextSpec, Token, META_TOKENIZER};
+use crate::text::{excerpt, Encoded, Token};
 
 /// One text to explain: a name for its files and messages, and the text.
 #[derive(Clone, Debug)]
@@ -218,91 +219,20 @@ pub fn read_texts(f: &Path) -> Result<Vec<Text>> {
     Ok(out)
 }
 
-/// The model's inputs for `texts`, in the compiled graph's input order: the ids, a mask for
-/// every integer input whose name says mask, zeros for other integer inputs (token types),
-/// and `rap_target` when `target` is set.
-pub fn feeds(
-    c: &Compiled,
-    spec: &TextSpec,
-    texts: &[&Encoded],
-    target: Option<i64>,
-    origin: &str,
-) -> Result<Vec<Value>> {
-    let mut v = Vec::with_capacity(c.inputs.len() + 1);
-    for (name, integer) in &c.inputs {
-        if *name == c.input {
-            v.push(Value::I64(spec.ids(texts)));
-        } else if !integer {
-            return Err(bad_input!(
-                "{origin}: input '{name}' holds floats; a text model's other inputs must be \
-                 integer masks or token types"
-            ));
-        } else if name.to_ascii_lowercase().contains("mask") {
-            v.push(Value::I64(spec.mask(texts)));
-        } else {
-            v.push(Value::I64(ArrayD::zeros(vec![texts.len(), spec.context])));
-        }
-    }
-    if let Some(t) = target {
-        v.push(Value::I64(ArrayD::from_elem(vec![texts.len()], t)));
-    }
-    Ok(v)
-}
-
-/// A text model loaded for explaining: its tokenizer (the metadata's, or `--tokenizer`), the
-/// model with its sequence axis fixed to the tokenizer's context, and the model compiled with
-/// `opts` (`target` adds `rap_target`).
-pub fn prepare(
-    model_path: &Path,
-    tokenizer: Option<&Path>,
-    opts: &Options,
-    target: Option<i64>,
-) -> Result<(crate::ir::Model, Compiled, TextSpec)> {
-    let origin = model_path.display().to_string();
-    let mut model = super::load_model(model_path)?;
-    if crate::text::sequence_inputs(&model).next().is_none() {
-        return Err(bad_input!(
-            "{origin}: the model's inputs are not token ids ([batch, sequence] integers); texts \
-             need a text model (images and .npy tensors go to --input)"
-        ));
-    }
-    let declared = crate::text::declared_length(&model);
-    let spec = TextSpec::load(
-        metadata(&model, META_TOKENIZER),
-        tokenizer,
-        model_path,
-        declared,
-    )?;
-    if declared.is_some_and(|t| t != spec.context) {
-        return Err(bad_input!(
-            "{origin}: the tokenizer settings give a context of {} tokens but the model reads \
-             {}",
-            spec.context,
-            declared.unwrap_or(0)
-        ));
-    }
-    crate::text::fix_length(&mut model, spec.context);
-    let c = Compiled::new(&model, &origin, opts, target)?;
-    if c.roles.embedding.is_none() {
-        return Err(bad_input!(
-            "{origin}: the explained input '{}' is not token ids read by an embedding lookup; \
-             texts need a text model (images and .npy tensors go to --input)",
-            c.input
-        ));
-    }
-    Ok((model, c, spec))
-}
-
 /// Explain every text; files (with --out) appear only when every text has succeeded.
 pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
-    let origin = args.model.display().to_string();
-    let (model, c, spec) = prepare(
-        &args.model,
-        args.tokenizer.as_deref(),
-        &args.compile,
-        args.target,
-    )?;
-    drop(model);
+    let settings = Settings {
+        compile: args.compile.clone(),
+        tokenizer: args.tokenizer.clone(),
+        ..Settings::default()
+    };
+    let ex = Explainer::load_text(&args.model, &settings)?;
+    if let Some(t) = args.target {
+        super::explain::check_target(t, ex.classes())?;
+    }
+    let spec = ex
+        .text()
+        .ok_or_else(|| Error::Runtime("a text explainer without a tokenizer".into()))?;
 
     // Every text tokenised before the first run: an empty text stops the command.
     let encoded: Vec<Encoded> = args
@@ -323,27 +253,11 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
             );
         }
     }
-    let per_run = if c.facts.single_sample {
-        1
-    } else {
-        args.batch.max(1)
-    };
+    // The plan of each run size is made by the first worker that needs it and shared.
+    let per_run = ex.max_batch().unwrap_or(args.batch.max(1));
     let index: Vec<usize> = (0..encoded.len()).collect();
     let chunks: Vec<&[usize]> = index.chunks(per_run).collect();
     let workers = crate::runtime::share_threads(args.threads.max(1), chunks.len());
-    let mut plans: std::collections::HashMap<usize, Plan> = Default::default();
-    for chunk in &chunks {
-        if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
-            let sample: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let inputs = feeds(&c, &spec, &sample, args.target, &origin)?;
-            e.insert(Plan::with(
-                &c.bytes,
-                &inputs,
-                c.names.clone(),
-                Optimise::Codegen,
-            )?);
-        }
-    }
     let bar = if progress && encoded.len() > 1 {
         let b = ProgressBar::new(encoded.len() as u64);
         b.set_style(
@@ -366,36 +280,24 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
     let method = args.compile.method.name();
     let explain_chunk = |chunk: &[usize]| -> Result<Vec<TextOutcome>> {
         let sample: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
-        let inputs = feeds(&c, &spec, &sample, args.target, &origin)?;
-        let out = plans[&chunk.len()].run(&inputs)?;
-        let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v);
-        let logits = get(&c.logits).ok_or_else(|| Error::Runtime("no logits output".into()))?;
-        let rel = get(crate::pass::RELEVANCE)
-            .ok_or_else(|| Error::Runtime("no relevance output".into()))?;
+        let targets = args.target.map(|t| vec![t; chunk.len()]);
+        let e = ex.run(feeds(&ex, &sample)?, targets.as_deref())?;
         let mut outcomes = Vec::with_capacity(chunk.len());
         for (k, &i) in chunk.iter().enumerate() {
-            let e = &encoded[i];
-            let logits: Vec<f32> = logits.index_axis(Axis(0), k).iter().copied().collect();
-            let rel: Vec<f32> = rel.index_axis(Axis(0), k).iter().copied().collect();
-            let n = e.ids.len();
-            let r = e.text_range();
+            let enc = &encoded[i];
+            let rel: Vec<f32> = e.relevance.index_axis(Axis(0), k).iter().copied().collect();
+            let split = TokenRelevance::split(enc, &rel);
             let o = TextOutcome {
                 name: args.texts[i].name.clone(),
                 text: args.texts[i].text.clone(),
-                verdict: Verdict::of(&logits, args.target, c.labels.as_deref()),
-                relevance_sum: rel.iter().map(|&v| v as f64).sum(),
-                tokens: e.tokens.clone(),
-                relevance: rel[r.clone()].to_vec(),
-                special: (n > r.len()).then(|| {
-                    rel[..r.start]
-                        .iter()
-                        .chain(&rel[r.end..n])
-                        .map(|&v| v as f64)
-                        .sum()
-                }),
-                padding: rel[n..].iter().map(|&v| v as f64).sum(),
-                truncated: e.truncated().then_some((e.tokens.len(), e.total)),
-                layer_sums: c.layer_sums(&out, k)?,
+                verdict: e.verdict(k, ex.labels()),
+                relevance_sum: split.sum,
+                tokens: enc.tokens.clone(),
+                relevance: split.tokens,
+                special: split.special,
+                padding: split.padding,
+                truncated: enc.truncated().then_some((enc.tokens.len(), enc.total)),
+                layer_sums: e.layer_sums[k].clone(),
                 files: Vec::new(),
             };
             outcomes.push(match &staged {

@@ -1,6 +1,7 @@
 //! The command line: one module per command, each with its arguments (`<cmd>::<Cmd>Cli`)
 //! and what the command does with them (`<cmd>::main`); `args` holds what they share.
 
+pub mod app;
 pub mod args;
 pub mod bench;
 pub mod compile;
@@ -16,10 +17,9 @@ pub mod serve;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::ir::{self, Model};
+use crate::ir::Model;
 
 /// Load a model file (external data included) and import it.
 pub fn load_model(path: &Path) -> Result<Model> {
-    let proto = crate::onnx::load(path)?;
-    ir::import(&proto, &path.display().to_string())
+    crate::explainer::load_model(path)
 }

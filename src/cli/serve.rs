@@ -18,13 +18,13 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::args::{self, MethodArg};
-use super::explain::{image_preprocess, labels, metadata};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims, Facts, Roles};
 use crate::bad_input;
 use crate::error::{Error, Result};
+use crate::explainer::{image_preprocess, labels, metadata};
 use crate::image::{Layout, PartialPreprocess};
 use crate::ir;
-use crate::pass::{compile_with_facts, Options, RELEVANCE, TARGET};
+use crate::pass::{Options, RELEVANCE, TARGET};
 use crate::text::{TextSpec, META_TOKENIZER};
 
 /// A file of the site: its URL path (`/model.json`) and its bytes.
@@ -136,10 +136,9 @@ pub fn model_files(model_path: &Path, opts: &Options) -> Result<Vec<SiteFile>> {
     config["labels"] = json!(labels);
     config["method"] = json!(opts.method.name());
 
-    let compiled = compile_with_facts(&model, &facts, &opts, &origin)?;
     files.push((
         "/model_rap.onnx".into(),
-        crate::onnx::encode(&ir::export(&compiled)?),
+        crate::explainer::compile_bytes(&model, &opts, &origin)?,
     ));
     let config = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?;
     files.push(("/model.json".into(), config));
