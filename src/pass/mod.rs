@@ -95,7 +95,10 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
     compile_with_facts(model, &facts, opts, origin)
 }
 
-/// [`compile`] with the facts of `model` already inferred (callers that need them too).
+/// [`compile`] with the facts of `model` already inferred (callers that need them too). The
+/// phases: the canonical view and the roles, every op on the path checked for a rule, the
+/// output model prepared, the seed at the logits, the reverse walk of the rules, the relevance
+/// at the input turned into the new outputs.
 pub fn compile_with_facts(
     model: &Model,
     facts: &Facts,
@@ -131,8 +134,62 @@ pub fn compile_with_facts(
         opts.output.as_deref(),
         origin,
     )?;
+    let order = path_with_rules(graph, &roles, origin)?;
+    let signs = infer_signs(graph)?;
+    let dynamic: HashSet<String> = roles
+        .path
+        .iter()
+        .flat_map(|&ix| graph.g[ix].outputs().into_iter().map(str::to_string))
+        .chain(std::iter::once(roles.explained.clone()))
+        .collect();
 
-    // Every op relevance flows through needs a rule; report all that miss one at once.
+    let (mut out, batch_dim) = output_model(model, facts, &roles, opts, origin)?;
+    let mut e = Emit::new(&mut out.graph, opset, opts.tuning, facts.single_sample);
+    let (target, seed) = seed(&mut e, graph, &roles, opts)?;
+    let walk = Walk {
+        graph,
+        order: &order,
+        facts,
+        signs: &signs,
+        dynamic: &dynamic,
+        opts,
+        target: &target,
+        origin,
+    };
+    let (rel, layer_sums) = walk.propagate(&mut e, &roles, seed)?;
+    let ends = input_ends(&mut e, model, facts, &roles, opts, &rel, origin)?;
+    drop(e);
+    add_outputs(
+        &mut out, model, facts, &roles, opts, &ends, layer_sums, &batch_dim,
+    )?;
+    if ends.input_dims.len() == 4 && ends.layout == Layout::Nhwc {
+        state_layout(&mut out, "nhwc");
+    }
+    // A model that folds its batch into other axes was compiled for one sample: a Scan over
+    // the batch gives model_rap.onnx the source model's batch axis back.
+    if facts.single_sample {
+        let symbolic = model
+            .graph
+            .inputs
+            .iter()
+            .find(|v| v.name() == roles.input)
+            .and_then(crate::onnx::declared_shape)
+            .and_then(|s| s.dim.first())
+            .and_then(|d| d.dim_param.clone());
+        if let Some(batch) = symbolic {
+            return scan::over_batch(&out, &batch, origin);
+        }
+    }
+    Ok(out)
+}
+
+/// The ops on the relevance path in topological order; every one needs a rule, and all that
+/// miss one are reported at once.
+fn path_with_rules(
+    graph: &ir::Graph,
+    roles: &crate::analysis::Roles,
+    origin: &str,
+) -> Result<Vec<petgraph::graph::NodeIndex>> {
     let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let order: Vec<_> = graph
         .topo_order()?
@@ -180,14 +237,19 @@ pub fn compile_with_facts(
             missing_list(&missing)
         ));
     }
-    let signs = infer_signs(graph)?;
-    let dynamic: HashSet<String> = roles
-        .path
-        .iter()
-        .flat_map(|&ix| graph.g[ix].outputs().into_iter().map(str::to_string))
-        .chain(std::iter::once(roles.explained.clone()))
-        .collect();
+    Ok(order)
+}
 
+/// The model that receives the relevance graph: a copy of `model` (fixed to one sample when
+/// it folds its batch), its new tensor names checked free, `rap_target` added when asked
+/// for. Returns it with the batch dimension of the explained input.
+fn output_model(
+    model: &Model,
+    facts: &Facts,
+    roles: &crate::analysis::Roles,
+    opts: &Options,
+    origin: &str,
+) -> Result<(Model, Dim)> {
     let mut out = model.clone();
     if facts.single_sample {
         // The batch is folded into other axes somewhere: the explanation is per run, so the
@@ -217,9 +279,17 @@ pub fn compile_with_facts(
     if opts.target_input {
         add_input(&mut out.graph, TARGET, 7, std::slice::from_ref(&batch_dim));
     }
-    let mut e = Emit::new(&mut out.graph, opset, opts.tuning, facts.single_sample);
+    Ok((out, batch_dim))
+}
 
-    // The explained class per sample, and the seed relevance at the logits.
+/// The explained class per sample (`rap_target`, else the argmax) and the seed relevance at
+/// the logits; returns (target, seed) tensor names.
+fn seed(
+    e: &mut Emit,
+    graph: &ir::Graph,
+    roles: &crate::analysis::Roles,
+    opts: &Options,
+) -> Result<(String, String)> {
     e.set_prefix("rap.seed".into());
     let argmax = e.op(
         "ArgMax",
@@ -262,87 +332,154 @@ pub fn compile_with_facts(
         hot
     };
 
-    let mut rel: HashMap<String, String> = HashMap::from([(roles.logits.clone(), seed)]);
-    let mut layer_sums: Vec<(String, String)> = Vec::new();
-    for &ix in order.iter().rev() {
-        let Node::Op(node) = &graph.g[ix] else {
-            continue;
-        };
-        let rel_out: Vec<Option<String>> =
-            node.output.iter().map(|o| rel.get(o).cloned()).collect();
-        if rel_out.iter().all(Option::is_none) {
-            continue;
-        }
-        let rule = rule_for(node).expect("checked above");
-        let role = if roles.input_layers.contains(&ix) {
-            Role::Input
-        } else if roles.output_layer == Some(ix) {
-            Role::Output
-        } else {
-            Role::Hidden
-        };
-        let label = if node.name().is_empty() {
-            node.output[0].as_str()
-        } else {
-            node.name()
-        };
-        e.set_prefix(format!("{label}.rap"));
-        let mut cx = Cx {
-            e: &mut e,
-            facts,
-            signs: &signs,
-            method: opts.method,
-            epsilon: opts.epsilon,
-            role,
-            target: &target,
-            bounds: opts.bounds,
-            tuning: opts.tuning,
+    Ok((target, seed))
+}
+
+/// The relevance tensor of every tensor reached, by name.
+type Relevances = HashMap<String, String>;
+/// The per-rule outputs of `layer_sums`: (output name, tensor).
+type LayerSums = Vec<(String, String)>;
+
+/// What the reverse walk reads.
+struct Walk<'a> {
+    graph: &'a ir::Graph,
+    order: &'a [petgraph::graph::NodeIndex],
+    facts: &'a Facts,
+    signs: &'a crate::analysis::Signs,
+    dynamic: &'a HashSet<String>,
+    opts: &'a Options,
+    target: &'a str,
+    origin: &'a str,
+}
+
+impl Walk<'_> {
+    /// Walk the path from the logits back to the input, each op's rule emitting its backward
+    /// subgraph; relevance reaching a tensor from several consumers is summed. Returns the
+    /// relevance of every tensor reached and, with `layer_sums`, the per-rule outputs.
+    fn propagate(
+        &self,
+        e: &mut Emit,
+        roles: &crate::analysis::Roles,
+        seed: String,
+    ) -> Result<(Relevances, LayerSums)> {
+        let Walk {
             graph,
-            dynamic: &dynamic,
-        };
-        let rel_in = rule
-            .backward(&mut cx, node, &rel_out)
-            .map_err(|e| e.context(origin))?;
-        if opts.layer_sums {
-            let received: Vec<(&str, &str)> = node
-                .output
-                .iter()
-                .zip(&rel_out)
-                .filter_map(|(t, r)| Some((t.as_str(), r.as_deref()?)))
-                .collect();
-            let handed: Vec<(&str, &str)> = node
-                .input
-                .iter()
-                .zip(&rel_in)
-                .filter(|(t, _)| dynamic.contains(*t))
-                .filter_map(|(t, r)| Some((t.as_str(), r.as_deref()?)))
-                .collect();
-            let a = sample_sums(&mut e, facts, &received, "layer_sum.received")?
-                .expect("the rule received relevance");
-            let b = match sample_sums(&mut e, facts, &handed, "layer_sum.handed")? {
-                Some(b) => b,
-                None => {
-                    let zero = e.scalar(0.0);
-                    e.mul(&a, &zero, "layer_sum.none")?
-                }
-            };
-            let pair = e.concat(&[&a, &b], 1, "layer_sum")?;
-            layer_sums.push((format!("{LAYER_SUM}{label}"), pair));
-        }
-        for (slot, r) in rel_in.into_iter().enumerate() {
-            let (Some(r), Some(t)) = (r, node.input.get(slot)) else {
+            order,
+            facts,
+            signs,
+            dynamic,
+            opts,
+            target,
+            origin,
+        } = *self;
+        let mut rel: HashMap<String, String> = HashMap::from([(roles.logits.clone(), seed)]);
+        let mut layer_sums: Vec<(String, String)> = Vec::new();
+        for &ix in order.iter().rev() {
+            let Node::Op(node) = &graph.g[ix] else {
                 continue;
             };
-            if !dynamic.contains(t) {
+            let rel_out: Vec<Option<String>> =
+                node.output.iter().map(|o| rel.get(o).cloned()).collect();
+            if rel_out.iter().all(Option::is_none) {
                 continue;
             }
-            let sum = match rel.remove(t) {
-                None => r,
-                Some(prev) => e.add(&prev, &r, "fanout")?,
+            let rule = rule_for(node).expect("checked above");
+            let role = if roles.input_layers.contains(&ix) {
+                Role::Input
+            } else if roles.output_layer == Some(ix) {
+                Role::Output
+            } else {
+                Role::Hidden
             };
-            rel.insert(t.clone(), sum);
+            let label = if node.name().is_empty() {
+                node.output[0].as_str()
+            } else {
+                node.name()
+            };
+            e.set_prefix(format!("{label}.rap"));
+            let mut cx = Cx {
+                e: &mut *e,
+                facts,
+                signs,
+                method: opts.method,
+                epsilon: opts.epsilon,
+                role,
+                target,
+                bounds: opts.bounds,
+                tuning: opts.tuning,
+                graph,
+                dynamic,
+            };
+            let rel_in = rule
+                .backward(&mut cx, node, &rel_out)
+                .map_err(|e| e.context(origin))?;
+            if opts.layer_sums {
+                let received: Vec<(&str, &str)> = node
+                    .output
+                    .iter()
+                    .zip(&rel_out)
+                    .filter_map(|(t, r)| Some((t.as_str(), r.as_deref()?)))
+                    .collect();
+                let handed: Vec<(&str, &str)> = node
+                    .input
+                    .iter()
+                    .zip(&rel_in)
+                    .filter(|(t, _)| dynamic.contains(*t))
+                    .filter_map(|(t, r)| Some((t.as_str(), r.as_deref()?)))
+                    .collect();
+                let a = sample_sums(e, facts, &received, "layer_sum.received")?
+                    .expect("the rule received relevance");
+                let b = match sample_sums(e, facts, &handed, "layer_sum.handed")? {
+                    Some(b) => b,
+                    None => {
+                        let zero = e.scalar(0.0);
+                        e.mul(&a, &zero, "layer_sum.none")?
+                    }
+                };
+                let pair = e.concat(&[&a, &b], 1, "layer_sum")?;
+                layer_sums.push((format!("{LAYER_SUM}{label}"), pair));
+            }
+            for (slot, r) in rel_in.into_iter().enumerate() {
+                let (Some(r), Some(t)) = (r, node.input.get(slot)) else {
+                    continue;
+                };
+                if !dynamic.contains(t) {
+                    continue;
+                }
+                let sum = match rel.remove(t) {
+                    None => r,
+                    Some(prev) => e.add(&prev, &r, "fanout")?,
+                };
+                rel.insert(t.clone(), sum);
+            }
         }
+        Ok((rel, layer_sums))
     }
+}
+
+/// The relevance at the explained input and what the outputs are made of.
+struct Ends {
+    r_in: String,
+    input_dims: Vec<Dim>,
+    layout: Layout,
+    channel: i64,
+    heat: Option<String>,
+    rgb: Option<String>,
+    per_token: Option<String>,
+}
+
+/// The relevance at the explained input (times the embeddings for gradient methods on token
+/// ids), its channel sum for image inputs (painted with `colormap`), its per-token sum for
+/// token ids.
+fn input_ends(
+    e: &mut Emit,
+    model: &Model,
+    facts: &Facts,
+    roles: &crate::analysis::Roles,
+    opts: &Options,
+    rel: &HashMap<String, String>,
+    origin: &str,
+) -> Result<Ends> {
     let mut r_in = rel
         .get(&roles.explained)
         .cloned()
@@ -376,7 +513,7 @@ pub fn compile_with_facts(
         None
     };
     let rgb = match (&heat, opts.colormap) {
-        (Some(h), true) => Some(paint(&mut e, h)?),
+        (Some(h), true) => Some(paint(e, h)?),
         (None, true) => {
             return Err(bad_input!(
                 "{origin}: --colormap needs an image input [N, C, H, W] or [N, H, W, C]; '{}' \
@@ -397,6 +534,40 @@ pub fn compile_with_facts(
         }
         None => None,
     };
+    Ok(Ends {
+        r_in,
+        input_dims,
+        layout,
+        channel,
+        heat,
+        rgb,
+        per_token,
+    })
+}
+
+/// The new outputs of model_rap.onnx, under their contract names: `relevance`,
+/// `relevance_embedding`, `heatmap`, `heatmap_rgb`, `layer_sum:*`.
+#[allow(clippy::too_many_arguments)]
+fn add_outputs(
+    out: &mut Model,
+    model: &Model,
+    facts: &Facts,
+    roles: &crate::analysis::Roles,
+    opts: &Options,
+    ends: &Ends,
+    layer_sums: Vec<(String, String)>,
+    batch_dim: &Dim,
+) -> Result<()> {
+    let Ends {
+        r_in,
+        input_dims,
+        channel,
+        heat,
+        rgb,
+        per_token,
+        ..
+    } = ends;
+    let channel = *channel;
     // The new outputs carry their contract names exactly (checked free above).
     let mut b = ir::Builder::new(&mut out.graph);
     let mut outputs = Vec::new();
@@ -412,15 +583,15 @@ pub fn compile_with_facts(
             ));
             outputs.push(vi);
             if opts.embedding_relevance {
-                b.op("Identity", RELEVANCE_EMBEDDING, &[&r_in], 1, vec![])?;
-                let mut vi = value_info(RELEVANCE_EMBEDDING, 1, &input_dims);
+                b.op("Identity", RELEVANCE_EMBEDDING, &[r_in], 1, vec![])?;
+                let mut vi = value_info(RELEVANCE_EMBEDDING, 1, input_dims);
                 vi.doc_string =
                     Some("relevance of each token's embedding, per dimension, [N, T, D]".into());
                 outputs.push(vi);
             }
         }
         None => {
-            b.op("Identity", RELEVANCE, &[&r_in], 1, vec![])?;
+            b.op("Identity", RELEVANCE, &[r_in], 1, vec![])?;
             let mut rel_vi = model
                 .graph
                 .inputs
@@ -437,7 +608,7 @@ pub fn compile_with_facts(
         batch_of_one(&mut outputs[0]);
     }
     if let Some(h) = heat {
-        b.op("Identity", HEATMAP, &[&h], 1, vec![])?;
+        b.op("Identity", HEATMAP, &[h], 1, vec![])?;
         let spatial: Vec<Dim> = (1..4)
             .filter(|&a| a != channel as usize)
             .map(|a| input_dims[a].clone())
@@ -451,7 +622,7 @@ pub fn compile_with_facts(
         vi.doc_string = Some("relevance summed over the channel axis, [N, H, W]".into());
         outputs.push(vi);
         if let Some(rgb) = rgb {
-            b.op("Identity", HEATMAP_RGB, &[&rgb], 1, vec![])?;
+            b.op("Identity", HEATMAP_RGB, &[rgb], 1, vec![])?;
             let mut vi = value_info(
                 HEATMAP_RGB,
                 2,
@@ -484,25 +655,7 @@ pub fn compile_with_facts(
         outputs.push(vi);
     }
     out.graph.outputs.extend(outputs);
-    if input_dims.len() == 4 && layout == Layout::Nhwc {
-        state_layout(&mut out, "nhwc");
-    }
-    // A model that folds its batch into other axes was compiled for one sample: a Scan over
-    // the batch gives model_rap.onnx the source model's batch axis back.
-    if facts.single_sample {
-        let symbolic = model
-            .graph
-            .inputs
-            .iter()
-            .find(|v| v.name() == roles.input)
-            .and_then(crate::onnx::declared_shape)
-            .and_then(|s| s.dim.first())
-            .and_then(|d| d.dim_param.clone());
-        if let Some(batch) = symbolic {
-            return scan::over_batch(&out, &batch, origin);
-        }
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Record the image input's layout in model_rap.onnx's `onnx_rap.preprocess` metadata (added,
