@@ -236,74 +236,8 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     let image_pp = ex.preprocess();
     let layout = ex.layout();
 
-    // Every input checked before the first run: .npy files are read (their sample counts name
-    // the outputs), images only opened and their headers read; they are decoded on the worker
-    // that runs them.
-    let files = expand(&args.inputs)?;
     let threads = args.threads.max(1);
-    let read = crate::parallel::map(threads, &files, |_, f| -> Result<Vec<Item>> {
-        let stem = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "input".into());
-        match ext(f).as_deref() {
-            Some("npy") => {
-                let samples = load_npy(f, &sample)?;
-                let many = samples.len() > 1;
-                Ok(samples
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, t)| {
-                        let picture = tensor_picture(&t, layout);
-                        Item {
-                            name: if many {
-                                format!("{stem}_{k}")
-                            } else {
-                                stem.clone()
-                            },
-                            source: f.clone(),
-                            data: Data::Tensor(t, picture),
-                        }
-                    })
-                    .collect())
-            }
-            Some(x) if IMAGE_EXT.contains(&x) => {
-                if image_pp.is_none() {
-                    return Err(bad_input!("{}: the model input has shape {sample:?} per sample, not an image; pass a .npy tensor", f.display()));
-                }
-                crate::image::probe(f)?;
-                Ok(vec![Item {
-                    name: stem,
-                    source: f.clone(),
-                    data: Data::Image,
-                }])
-            }
-            _ => Err(bad_input!(
-                "{}: unknown input type; give .png, .jpg or .npy files or a folder",
-                f.display()
-            )),
-        }
-    })?;
-    let mut items: Vec<Item> = read.into_iter().flatten().collect();
-    // Names must not collide: an image keeps its stem, a .npy sharing it becomes STEM_npy,
-    // and any clash left gets a counter.
-    let stems: HashMap<String, usize> = items.iter().fold(HashMap::new(), |mut m, it| {
-        *m.entry(it.name.clone()).or_insert(0) += 1;
-        m
-    });
-    for it in items.iter_mut() {
-        if stems[&it.name] > 1 && ext(&it.source).as_deref() == Some("npy") {
-            it.name = format!("{}_npy", it.name);
-        }
-    }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for it in items.iter_mut() {
-        let n = seen.entry(it.name.clone()).or_insert(0);
-        *n += 1;
-        if *n > 1 {
-            it.name = format!("{}_{}", it.name, n);
-        }
-    }
+    let items = read_inputs(&args.inputs, &sample, image_pp.is_some(), layout, threads)?;
 
     let bar = if progress && items.len() > 1 {
         let b = ProgressBar::new(items.len() as u64);
@@ -374,6 +308,87 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
         Err(e) => {
             staged.abandon();
             Err(e)
+        }
+    }
+}
+
+/// Every input file checked before the first run (`images`: whether the model takes
+/// images): .npy files are read (their sample counts name the outputs), images only opened and
+/// their headers read; they are decoded on the worker that runs them.
+fn read_inputs(
+    inputs: &[PathBuf],
+    sample: &[usize],
+    images: bool,
+    layout: Layout,
+    threads: usize,
+) -> Result<Vec<Item>> {
+    let files = expand(inputs)?;
+    let read = crate::parallel::map(threads, &files, |_, f| -> Result<Vec<Item>> {
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "input".into());
+        match ext(f).as_deref() {
+            Some("npy") => {
+                let samples = load_npy(f, sample)?;
+                let many = samples.len() > 1;
+                Ok(samples
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, t)| {
+                        let picture = tensor_picture(&t, layout);
+                        Item {
+                            name: if many {
+                                format!("{stem}_{k}")
+                            } else {
+                                stem.clone()
+                            },
+                            source: f.clone(),
+                            data: Data::Tensor(t, picture),
+                        }
+                    })
+                    .collect())
+            }
+            Some(x) if IMAGE_EXT.contains(&x) => {
+                if !images {
+                    return Err(bad_input!("{}: the model input has shape {sample:?} per sample, not an image; pass a .npy tensor", f.display()));
+                }
+                crate::image::probe(f)?;
+                Ok(vec![Item {
+                    name: stem,
+                    source: f.clone(),
+                    data: Data::Image,
+                }])
+            }
+            _ => Err(bad_input!(
+                "{}: unknown input type; give .png, .jpg or .npy files or a folder",
+                f.display()
+            )),
+        }
+    })?;
+    let mut items: Vec<Item> = read.into_iter().flatten().collect();
+    unique_names(&mut items);
+    Ok(items)
+}
+
+/// Names must not collide: an image keeps its stem, a .npy sharing it becomes STEM_npy, and
+/// any clash left gets a counter.
+fn unique_names(items: &mut [Item]) {
+    let stems: HashMap<String, usize> = items.iter().fold(HashMap::new(), |mut m, it| {
+        *m.entry(it.name.clone()).or_insert(0) += 1;
+        m
+    });
+    for it in items.iter_mut() {
+        if stems[&it.name] > 1 && ext(&it.source).as_deref() == Some("npy") {
+            it.name = format!("{}_npy", it.name);
+        }
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for it in items.iter_mut() {
+        let n = seen.entry(it.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            it.name = format!("{}_{}", it.name, n);
         }
     }
 }
