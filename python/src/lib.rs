@@ -205,6 +205,17 @@ fn explanation_dict<'py>(
     Ok(d)
 }
 
+/// Explained images as a dict: the explanation's, and "images" (what the model saw).
+fn image_dict<'py>(
+    py: Python<'py>,
+    r: explainer::ImageExplanation,
+    ex: &Explainer,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = explanation_dict(py, r.explanation, ex)?;
+    d.set_item("images", pictures(&r.shown).into_pyarray(py))?;
+    Ok(d)
+}
+
 /// One numpy array as an input value: float32 or int64 (the wrapper casts to the kind the
 /// model's input holds).
 fn value(a: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -403,9 +414,7 @@ impl PyExplainer {
                 ex.explain_images(&refs, targets.as_deref())
             })
             .map_err(py_err)?;
-        let d = explanation_dict(py, r.explanation, ex)?;
-        d.set_item("images", pictures(&r.shown).into_pyarray(py))?;
-        Ok(d)
+        image_dict(py, r, ex)
     }
 
     /// Preprocess decoded pictures (uint8 [H, W] or [H, W, C], C = 1, 3 or 4), then explain
@@ -425,9 +434,7 @@ impl PyExplainer {
         let r = py
             .detach(|| ex.explain_pictures(imgs, "the picture", targets.as_deref()))
             .map_err(py_err)?;
-        let d = explanation_dict(py, r.explanation, ex)?;
-        d.set_item("images", pictures(&r.shown).into_pyarray(py))?;
-        Ok(d)
+        image_dict(py, r, ex)
     }
 
     /// Tokenise and explain texts; one dict per text.

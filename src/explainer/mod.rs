@@ -286,13 +286,15 @@ impl Explainer {
     pub fn warm_up(&self, inputs: &[Value]) -> Result<()> {
         let n = inputs
             .first()
-            .and_then(|v| v.shape().first().copied())
-            .unwrap_or(1);
-        let n = self.max_batch().map_or(n, |m| n.min(m));
-        let mut shaped: Vec<Value> = inputs.iter().map(|v| v.sample(0)).collect();
-        if n != 1 {
-            shaped = inputs.to_vec();
-        }
+            .map_or(0, |v| v.shape().first().copied().unwrap_or(0));
+        // A model explained one sample per run is planned for one.
+        let mut shaped: Vec<Value> = match self.max_batch() {
+            Some(m) if n > m => inputs.iter().map(|v| v.sample(0)).collect(),
+            _ => inputs.to_vec(),
+        };
+        let n = shaped
+            .first()
+            .map_or(1, |v| v.shape().first().copied().unwrap_or(1));
         shaped.push(Value::I64(ArrayD::zeros(vec![n])));
         self.plan(&shaped).map(|_| ())
     }
@@ -322,8 +324,11 @@ impl Explainer {
                 ));
             }
             if matches!(v, Value::F32(_)) == *integer {
-                let want = if *integer { "integers" } else { "float32" };
-                return Err(bad_input!("{}: input '{name}' holds {want}", self.origin));
+                let want = if *integer { "int64" } else { "float32" };
+                return Err(bad_input!(
+                    "{}: input '{name}' takes {want} values",
+                    self.origin
+                ));
             }
             if *name == c.input && shape[1..] != c.sample[..] {
                 return Err(bad_input!(
