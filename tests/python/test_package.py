@@ -236,6 +236,31 @@ class Threads(unittest.TestCase):
             self.assertLessEqual(rel_diff(together[k], alone[k % len(PHOTOS)]), 1e-6, p)
 
 
+class Examples(unittest.TestCase):
+    def test_explain_photo_writes_the_command_lines_relevance(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run(
+                [sys.executable, os.path.join(ROOT, "examples", "python", "explain_photo.py"),
+                 M("digits_vgg.onnx"), *SAMPLES[:2], os.path.join(d, "py")],
+                capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(len(p.stdout.splitlines()), 2)
+            cli("explain", M("digits_vgg.onnx"), "--input", *SAMPLES[:2], "--out",
+                os.path.join(d, "cli"))
+            for f in SAMPLES[:2]:
+                stem = os.path.splitext(os.path.basename(f))[0]
+                got = np.load(os.path.join(d, "py", f"{stem}_relevance.npy"))
+                want = np.load(os.path.join(d, "cli", f"{stem}_relevance.npy"))
+                self.assertLessEqual(rel_diff(got, want), 1e-6)
+                from PIL import Image
+
+                # The overlay: what the model saw beside its heatmap, explain's colour map.
+                over = np.asarray(Image.open(os.path.join(d, "py", f"{stem}_overlay.png")))
+                heat = np.asarray(Image.open(os.path.join(d, "cli", f"{stem}_heatmap.png")))
+                self.assertEqual(over.shape[1], 2 * heat.shape[1])
+                self.assertTrue(np.array_equal(over[:, heat.shape[1]:], heat))
+
+
 class CommandLineFromTheWheel(unittest.TestCase):
     def test_console_script(self):
         exe = os.path.join(os.path.dirname(sys.executable), "onnx-rap")
