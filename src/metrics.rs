@@ -1,6 +1,8 @@
 //! Faithfulness and localisation metrics of a relevance map, as docs/EVALUATION.md states
 //! them: outside-inside relevance ratio, pointing game, segmentation by mean threshold, and
-//! the patch order and noise of region perturbation (AOPC). Pure functions on `[H, W]` maps
+//! the patch order and noise of region perturbation (AOPC), and for the photo benchmark the
+//! random floor, the blurred baseline and the deletion / insertion AUC of Petsiuk, Das and
+//! Saenko (RISE, BMVC 2018), ABPC, and the paired bootstrap. Pure functions on `[H, W]` maps
 //! in float64; `onnx-rap eval` runs the models around them.
 
 use ndarray::{ArrayView2, Zip};
@@ -165,6 +167,119 @@ pub fn aopc(curve: &[f64]) -> f64 {
     curve.iter().map(|f| f0 - f).sum::<f64>() / curve.len() as f64
 }
 
+/// ABPC, the area between the perturbation curves: AOPC MoRF - AOPC LeRF of one image
+/// (docs/EVALUATION.md, "The photo benchmark"); higher is better.
+pub fn abpc(morf: &[f64], lerf: &[f64]) -> f64 {
+    aopc(morf) - aopc(lerf)
+}
+
+/// Stream tag of the random floor's maps ("RANDOM" in ASCII): SplitMix64 starts at
+/// `(seed + index) ^ RANDOM_STREAM`, so the map is not the noise of the same image.
+pub const RANDOM_STREAM: u64 = 0x5241_4E44_4F4D;
+/// Stream tag of the bootstrap's resampling ("BOOT" in ASCII): SplitMix64 starts at
+/// `seed ^ BOOTSTRAP_STREAM`.
+pub const BOOTSTRAP_STREAM: u64 = 0x424F_4F54;
+
+/// The random floor's relevance map of image `index`: `h` x `w` uniform values in [0, 1),
+/// row-major.
+pub fn random_map(seed: u64, index: u64, h: usize, w: usize) -> ndarray::Array2<f64> {
+    let mut g = SplitMix64(seed.wrapping_add(index) ^ RANDOM_STREAM);
+    ndarray::Array2::from_shape_simple_fn((h, w), || g.next_f64())
+}
+
+/// The blur of the deletion / insertion baseline: a Gaussian of `sigma` pixels, truncated at
+/// `ceil(3 sigma)`, applied to every channel of `[H, W, C]` pixels along x then along y, the
+/// edges repeated (replicate padding).
+pub fn gaussian_blur(img: &ndarray::Array3<f32>, sigma: f64) -> ndarray::Array3<f32> {
+    let r = (3.0 * sigma).ceil() as isize;
+    let k: Vec<f64> = (-r..=r)
+        .map(|j| (-((j * j) as f64) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f64 = k.iter().sum();
+    let k: Vec<f64> = k.iter().map(|v| v / total).collect();
+    let (h, w, c) = img.dim();
+    let pass = |src: &ndarray::Array3<f64>, along_x: bool| {
+        ndarray::Array3::from_shape_fn((h, w, c), |(y, x, ch)| {
+            let mut s = 0.0;
+            for (t, wt) in k.iter().enumerate() {
+                let d = t as isize - r;
+                let (yy, xx) = if along_x {
+                    (y, (x as isize + d).clamp(0, w as isize - 1) as usize)
+                } else {
+                    ((y as isize + d).clamp(0, h as isize - 1) as usize, x)
+                };
+                s += wt * src[[yy, xx, ch]];
+            }
+            s
+        })
+    };
+    let once = pass(&img.mapv(f64::from), true);
+    pass(&once, false).mapv(|v| v as f32)
+}
+
+/// How many patches of `total` are replaced after step `k` of `steps` in deletion and
+/// insertion: `floor(k * total / steps)`, so step `steps` covers every patch.
+pub fn patches_at_step(k: usize, steps: usize, total: usize) -> usize {
+    k * total / steps
+}
+
+/// The area under a curve `ys` over `xs` by the trapezoid rule.
+pub fn trapezoid(xs: &[f64], ys: &[f64]) -> f64 {
+    xs.windows(2)
+        .zip(ys.windows(2))
+        .map(|(x, y)| (x[1] - x[0]) * (y[0] + y[1]) / 2.0)
+        .sum()
+}
+
+/// The softmax probability of class `t` from logits (float64, shifted by the maximum).
+pub fn softmax_prob(logits: &[f64], t: usize) -> f64 {
+    let mx = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = logits.iter().map(|l| (l - mx).exp()).sum();
+    (logits[t] - mx).exp() / z
+}
+
+/// The image indices of `resamples` bootstrap resamples of `n` images (each `n` draws with
+/// replacement, `next_u64() % n`, from SplitMix64 at `seed ^ BOOTSTRAP_STREAM`). The same
+/// resamples serve every method and metric, so the differences stay paired.
+pub fn bootstrap_resamples(n: usize, resamples: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut g = SplitMix64(seed ^ BOOTSTRAP_STREAM);
+    (0..resamples)
+        .map(|_| (0..n).map(|_| (g.next_u64() % n as u64) as usize).collect())
+        .collect()
+}
+
+/// A mean with its percentile bootstrap interval.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interval {
+    pub mean: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// The mean of per-image values `d` and its percentile bootstrap interval at `level` (0.95:
+/// the 2.5th and 97.5th percentiles of the resample means, linearly interpolated between
+/// order statistics as numpy's default `percentile` does).
+pub fn bootstrap_interval(d: &[f64], resamples: &[Vec<usize>], level: f64) -> Interval {
+    let mean_of = |idx: &mut dyn Iterator<Item = f64>, n: usize| idx.sum::<f64>() / n as f64;
+    let mut means: Vec<f64> = resamples
+        .iter()
+        .map(|r| mean_of(&mut r.iter().map(|&i| d[i]), r.len()))
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        let pos = q * (means.len() - 1) as f64;
+        let (i, f) = (pos.floor() as usize, pos - pos.floor());
+        let j = (i + 1).min(means.len() - 1);
+        means[i] + (means[j] - means[i]) * f
+    };
+    let a = (1.0 - level) / 2.0;
+    Interval {
+        mean: mean_of(&mut d.iter().copied(), d.len()),
+        lo: pct(a),
+        hi: pct(1.0 - a),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +369,47 @@ mod tests {
     fn aopc_of_a_flat_curve_is_zero() {
         assert_eq!(aopc(&[2.0, 2.0, 2.0]), 0.0);
         assert!((aopc(&[3.0, 2.0, 0.0]) - 4.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn trapezoid_softmax_and_steps_by_hand() {
+        assert!((trapezoid(&[0.0, 0.5, 1.0], &[1.0, 0.0, 0.0]) - 0.25).abs() < 1e-15);
+        assert!((softmax_prob(&[0.0, 0.0], 1) - 0.5).abs() < 1e-15);
+        assert!((softmax_prob(&[1000.0, 0.0], 0) - 1.0).abs() < 1e-15);
+        let m: Vec<usize> = (0..=3).map(|k| patches_at_step(k, 3, 16)).collect();
+        assert_eq!(m, vec![0, 5, 10, 16]);
+        assert_eq!(abpc(&[2.0, 1.0], &[2.0, 2.0]), 0.5);
+    }
+
+    #[test]
+    fn blur_keeps_constants_and_spreads_a_point() {
+        let flat = ndarray::Array3::from_elem((9, 7, 2), 0.25f32);
+        let b = gaussian_blur(&flat, 2.0);
+        assert!(b.iter().all(|&v| (v - 0.25).abs() < 1e-6));
+        let mut dot = ndarray::Array3::zeros((21, 21, 1));
+        dot[[10, 10, 0]] = 1.0f32;
+        let b = gaussian_blur(&dot, 1.0);
+        // Far from the edges the blur conserves the sum and is symmetric.
+        assert!((b.sum() - 1.0).abs() < 1e-5);
+        assert_eq!(b[[10, 9, 0]], b[[9, 10, 0]]);
+        assert!(b[[10, 10, 0]] > b[[10, 11, 0]]);
+    }
+
+    #[test]
+    fn bootstrap_of_a_constant_is_that_constant_and_intervals_order() {
+        let r = bootstrap_resamples(10, 200, 0);
+        assert_eq!(r.len(), 200);
+        assert!(r.iter().all(|s| s.len() == 10 && s.iter().all(|&i| i < 10)));
+        let c = bootstrap_interval(&[0.5; 10], &r, 0.95);
+        assert_eq!((c.mean, c.lo, c.hi), (0.5, 0.5, 0.5));
+        let d: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        let c = bootstrap_interval(&d, &r, 0.95);
+        assert_eq!(c.mean, 4.5);
+        assert!(
+            c.lo < 4.5 && 4.5 < c.hi && c.lo >= 0.0 && c.hi <= 9.0,
+            "{c:?}"
+        );
+        assert_ne!(random_map(0, 1, 2, 2), random_map(0, 2, 2, 2));
     }
 
     #[test]

@@ -158,3 +158,183 @@ fn eval_rejects_bad_inputs_clearly() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("64x64") && err.contains("13x11"), "{err}");
 }
+
+/// Three of the labelled ImageNet photos (models/data/imagenet_photos) with EfficientNet-Lite0:
+/// the true class is explained, the accuracy, the random floor, deletion / insertion AUC, ABPC
+/// and the bootstrap intervals equal the numpy reference, which rebuilds every deletion and
+/// insertion input and runs it in onnxruntime.
+#[test]
+fn photo_benchmark_equals_the_numpy_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    let model = root().join("models/efficientnet_lite0.onnx");
+    let photos = root().join("models/data/imagenet_photos");
+    let (code, stdout, err) = eval(&[
+        model.to_str().unwrap(),
+        "--data",
+        photos.to_str().unwrap(),
+        "--methods",
+        "rap,lrp-zplus",
+        "--limit",
+        "3",
+        "--patch",
+        "56",
+        "--steps",
+        "8",
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+        "--dump",
+        dump.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["images"], 3);
+    assert_eq!(report["explained"], "true");
+    assert_eq!(report["patches"], 16);
+    assert_eq!(report["deletion_steps"], 8);
+    assert_eq!(report["baseline"], "Gaussian blur, sigma = 5 pixels");
+    let names: Vec<&str> = report["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["rap", "lrp-zplus", "random"]);
+    // Two methods against rap, five metrics each.
+    assert_eq!(report["bootstrap"].as_array().unwrap().len(), 10);
+    for m in report["methods"].as_array().unwrap() {
+        for k in ["deletion_auc", "insertion_auc"] {
+            let v = m[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{m}");
+        }
+    }
+    let json_path = tmp.path().join("eval.json");
+    std::fs::write(&json_path, &stdout).unwrap();
+    let check = Command::new(python())
+        .arg(root().join("tests/python/eval_reference.py"))
+        .arg("--photos")
+        .arg(&model)
+        .arg(&photos)
+        .arg(&dump)
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let diff: Json = serde_json::from_slice(&check.stdout).unwrap();
+    let get = |k: &str| diff[k].as_f64().unwrap();
+    assert!(get("max_metric_diff") <= 1e-9, "{diff}");
+    assert!(get("max_bootstrap_diff") <= 1e-9, "{diff}");
+    assert_eq!(get("max_random_map_diff"), 0.0, "{diff}");
+    assert_eq!(get("accuracy_diff"), 0.0, "{diff}");
+    assert_eq!(diff["rows"], 10, "{diff}");
+    // Another runtime on the same inputs: float32 rounding only.
+    assert!(get("max_prob_diff") <= 1e-4, "{diff}");
+}
+
+#[test]
+fn photo_labels_are_read_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let model = root().join("models/efficientnet_lite0.onnx");
+    let dir = tmp.path().join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    let src = root().join("models/data/imagenet_photos");
+    for f in ["imagenet_00_243.jpg", "imagenet_01_559.jpg"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let run = |labels: &str, extra: &[&str]| {
+        std::fs::write(dir.join("labels.json"), labels).unwrap();
+        let mut a = vec![
+            model.to_str().unwrap(),
+            "--data",
+            dir.to_str().unwrap(),
+            "--methods",
+            "gradxinput",
+            "--patch",
+            "112",
+            "--steps",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        eval(&a)
+    };
+    // A photo without a label: exit 2, naming it.
+    let (code, _, err) = run(r#"{"imagenet_00_243.jpg": 243}"#, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("imagenet_01_559.jpg") && err.contains("labels.json"),
+        "{err}"
+    );
+    // A label out of range.
+    let (code, _, err) = run(
+        r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 1000}"#,
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("imagenet_01_559.jpg") && err.contains("1000"),
+        "{err}"
+    );
+    // Not a JSON object.
+    let (code, _, err) = run("[243, 559]", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("labels.json"), "{err}");
+    // A wrong label: the accuracy counts it, and the true class is what is explained.
+    let (code, stdout, err) = run(
+        r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 7}"#,
+        &["--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["accuracy"].as_f64().unwrap(), 0.5, "{r}");
+    assert_eq!(r["explained"], "true");
+    // --explain predicted: the same accuracy, the prediction explained.
+    let (code, stdout, err) = run(
+        r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 7}"#,
+        &["--json", "--explain", "predicted"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let p: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(p["explained"], "predicted");
+    assert_eq!(p["accuracy"].as_f64().unwrap(), 0.5, "{p}");
+    // The second photo's explained class differs (7 against the prediction), so the
+    // deletion scores differ.
+    assert_ne!(
+        r["methods"][0]["deletion_auc"], p["methods"][0]["deletion_auc"],
+        "{r} {p}"
+    );
+    // No labels.json: the prediction, no accuracy; --explain true is an error.
+    std::fs::remove_file(dir.join("labels.json")).unwrap();
+    let mut a = vec![
+        model.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--methods",
+        "gradxinput",
+        "--patch",
+        "112",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--explain",
+        "true",
+    ];
+    let (code, _, err) = eval(&a);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("labels.json"), "{err}");
+    a.truncate(a.len() - 2);
+    a.push("--json");
+    let (code, stdout, err) = eval(&a);
+    assert_eq!(code, 0, "{err}");
+    let q: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(q["explained"], "predicted");
+    assert!(q["accuracy"].is_null(), "{q}");
+}

@@ -4,6 +4,9 @@
 //! Per method: compile in memory with `rap_target` (the true class is explained), run the
 //! heatmaps in batches with tract, score each map, then perturb patches most-relevant-first
 //! and least-relevant-first with fixed-seed noise and run the original model on every step.
+//! A folder of photos gets, besides, its labels (`labels.json`), a random floor, deletion
+//! and insertion AUC against a blurred baseline, ABPC and paired bootstrap intervals
+//! (docs/EVALUATION.md, "The photo benchmark").
 
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,30 @@ use crate::runtime::{Plan, Value};
 /// Metadata key: the model's benchmark file, relative to the model file.
 pub const META_BENCHMARK: &str = "onnx_rap.benchmark";
 
+/// The labels of a photo folder: file name -> class index.
+pub const LABELS_FILE: &str = "labels.json";
+/// Sigma (pixels) of the Gaussian blur that deletion removes to and insertion starts from.
+pub const BLUR_SIGMA: f64 = 5.0;
+/// Bootstrap resamples of the paired intervals.
+pub const RESAMPLES: usize = 2000;
+/// The per-image metrics of the photo benchmark, in the order of the dump and the table.
+pub const PHOTO_METRICS: [&str; 5] = [
+    "aopc_morf",
+    "aopc_lerf",
+    "abpc",
+    "deletion_auc",
+    "insertion_auc",
+];
+
+/// Which class a photo's explanation and scores are for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExplainClass {
+    /// The model's prediction.
+    Predicted,
+    /// The label of `labels.json`.
+    True,
+}
+
 /// What to evaluate and how.
 pub struct Args {
     pub model: PathBuf,
@@ -50,6 +77,8 @@ pub struct Args {
     pub out: PathBuf,
     /// Write every heatmap and perturbation curve here (.npy) for an independent check.
     pub dump: Option<PathBuf>,
+    /// Photos: explain the true class or the prediction [default: true with labels.json].
+    pub explain: Option<ExplainClass>,
 }
 
 /// The benchmark: 8-bit images with their class, object box and object mask.
@@ -154,7 +183,8 @@ pub fn load_benchmark(path: &Path) -> Result<Benchmark> {
 /// Scores of one method over the benchmark.
 #[derive(Clone, Debug)]
 pub struct Scores {
-    pub method: Method,
+    /// A method's name, or `random` (the floor of the photo benchmark).
+    pub name: String,
     pub images: usize,
     pub outside_inside: f64,
     /// Images whose box holds no positive relevance (left out of the ratio's mean).
@@ -169,12 +199,24 @@ pub struct Scores {
     pub morf_curve: Vec<f64>,
     pub lerf_curve: Vec<f64>,
     pub ms_per_image: f64,
+    /// The photo benchmark's scores (None on an .npz benchmark).
+    pub photo: Option<PhotoScores>,
+}
+
+/// Deletion / insertion AUC and ABPC (means over images) and every image's metrics.
+#[derive(Clone, Debug)]
+pub struct PhotoScores {
+    pub abpc: f64,
+    pub deletion_auc: f64,
+    pub insertion_auc: f64,
+    /// Per image, the values of `PHOTO_METRICS`.
+    pub per_image: Vec<[f64; 5]>,
 }
 
 impl Scores {
     pub fn to_json(&self) -> Json {
-        json!({
-            "method": self.method.name(),
+        let mut j = json!({
+            "method": self.name,
             "images": self.images,
             "outside_inside": self.outside_inside,
             "outside_inside_undefined": self.ratio_undefined,
@@ -187,8 +229,35 @@ impl Scores {
             "morf_curve": self.morf_curve,
             "lerf_curve": self.lerf_curve,
             "ms_per_image": self.ms_per_image,
-        })
+        });
+        if let Some(p) = &self.photo {
+            j["abpc"] = json!(p.abpc);
+            j["deletion_auc"] = json!(p.deletion_auc);
+            j["insertion_auc"] = json!(p.insertion_auc);
+        }
+        j
     }
+}
+
+/// A method against rap on one metric: the mean per-image difference rap - method and its
+/// paired percentile bootstrap interval.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub method: String,
+    pub metric: &'static str,
+    pub diff: metrics::Interval,
+}
+
+/// What the photo benchmark adds to the report.
+#[derive(Clone, Debug)]
+pub struct PhotoReport {
+    /// Top-1 accuracy of the model on the photos (None without labels.json).
+    pub accuracy: Option<f64>,
+    pub explained: ExplainClass,
+    pub baseline: String,
+    pub deletion_steps: usize,
+    pub resamples: usize,
+    pub comparisons: Vec<Comparison>,
 }
 
 /// The whole evaluation.
@@ -202,11 +271,12 @@ pub struct Report {
     pub seed: u64,
     pub scores: Vec<Scores>,
     pub files: Vec<PathBuf>,
+    pub photo: Option<PhotoReport>,
 }
 
 impl Report {
     pub fn to_json(&self) -> Json {
-        json!({
+        let mut j = json!({
             "model": self.model,
             "data": self.data,
             "images": self.images,
@@ -216,11 +286,33 @@ impl Report {
             "seed": self.seed,
             "methods": self.scores.iter().map(Scores::to_json).collect::<Vec<_>>(),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(p) = &self.photo {
+            j["accuracy"] = json!(p.accuracy);
+            j["explained"] = json!(match p.explained {
+                ExplainClass::True => "true",
+                ExplainClass::Predicted => "predicted",
+            });
+            j["baseline"] = json!(p.baseline);
+            j["deletion_steps"] = json!(p.deletion_steps);
+            j["resamples"] = json!(p.resamples);
+            j["bootstrap"] = p
+                .comparisons
+                .iter()
+                .map(|c| {
+                    json!({"method": c.method, "metric": c.metric, "rap_minus_method": c.diff.mean,
+                           "lo": c.diff.lo, "hi": c.diff.hi})
+                })
+                .collect();
+        }
+        j
     }
 
     /// The table as Markdown (what docs/EVALUATION.md shows).
     pub fn table(&self) -> String {
+        if let Some(p) = &self.photo {
+            return self.photo_table(p);
+        }
         let mut s = String::from(
             "| method | outside/inside ↓ | pointing ↑ | IoU ↑ | mIoU ↑ | pixel acc. ↑ | AOPC MoRF ↑ | AOPC LeRF ↓ | ms/image |\n\
              |---|---|---|---|---|---|---|---|---|\n",
@@ -245,7 +337,7 @@ impl Report {
             };
             s += &format!(
                 "| {} | {}{undefined} | {pointing} | {} | {} | {} | {:.3} | {:.3} | {:.1} |\n",
-                r.method.name(),
+                r.name,
                 f3(r.outside_inside),
                 f3(r.iou),
                 f3(r.miou),
@@ -254,6 +346,72 @@ impl Report {
                 r.aopc_lerf,
                 r.ms_per_image
             );
+        }
+        s
+    }
+}
+
+impl Report {
+    /// The photo benchmark's table: perturbation scores, then the accuracy, the baseline and
+    /// the paired bootstrap intervals against rap.
+    fn photo_table(&self, p: &PhotoReport) -> String {
+        let mut s = String::from(
+            "| method | AOPC MoRF ↑ | AOPC LeRF ↓ | ABPC ↑ | deletion AUC ↓ | insertion AUC ↑ | ms/image |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for r in &self.scores {
+            let Some(q) = &r.photo else { continue };
+            s += &format!(
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |\n",
+                r.name,
+                r.aopc_morf,
+                r.aopc_lerf,
+                q.abpc,
+                q.deletion_auc,
+                q.insertion_auc,
+                r.ms_per_image
+            );
+        }
+        let explained = match p.explained {
+            ExplainClass::True => "the true class (labels.json)",
+            ExplainClass::Predicted => "the predicted class",
+        };
+        s += &format!("\nexplained: {explained}; ");
+        s += &match p.accuracy {
+            Some(a) => format!("top-1 accuracy of the model: {:.1}%\n", 100.0 * a),
+            None => "no labels.json: accuracy unknown\n".to_string(),
+        };
+        s += &format!(
+            "deletion / insertion: {} steps over all {} patches, baseline {}\n",
+            p.deletion_steps, self.patches, p.baseline
+        );
+        if p.comparisons.is_empty() {
+            return s;
+        }
+        s += &format!(
+            "\npaired bootstrap, rap - method: mean over images [95% percentile interval], {} \
+             resamples of the images (seed {}); rap is better where the difference is > 0 on \
+             AOPC MoRF, ABPC and insertion AUC, and < 0 on AOPC LeRF and deletion AUC\n\n",
+            p.resamples, self.seed
+        );
+        s += "| comparison | AOPC MoRF | AOPC LeRF | ABPC | deletion AUC | insertion AUC |\n|---|---|---|---|---|---|\n";
+        let mut methods: Vec<&str> = p.comparisons.iter().map(|c| c.method.as_str()).collect();
+        methods.dedup();
+        for m in methods {
+            s += &format!("| rap - {m} |");
+            for metric in PHOTO_METRICS {
+                if let Some(c) = p
+                    .comparisons
+                    .iter()
+                    .find(|c| c.method == m && c.metric == metric)
+                {
+                    s += &format!(
+                        " {:+.3} [{:+.3}, {:+.3}] |",
+                        c.diff.mean, c.diff.lo, c.diff.hi
+                    );
+                }
+            }
+            s += "\n";
         }
         s
     }
@@ -329,14 +487,17 @@ fn pixels(b: &Benchmark, i: usize, channels: usize) -> Result<Array3<f32>> {
     Array3::from_shape_vec((h, w, channels), v).map_err(|e| Error::Runtime(e.to_string()))
 }
 
+/// Pixels, predicted classes and files of a folder's photos.
+type Photos = (Vec<Array3<f32>>, Vec<i64>, Vec<PathBuf>);
+
 /// The photos of a folder (sorted by name, the first `limit`) as the model sees them, pixels
-/// in [0, 1] `[H, W, C]`, and the model's predicted class for each.
+/// in [0, 1] `[H, W, C]`, the model's predicted class for each, and their files.
 fn photos(
     dir: &Path,
     info: &ModelInfo,
     model_bytes: &[u8],
     limit: Option<usize>,
-) -> Result<(Vec<Array3<f32>>, Vec<i64>)> {
+) -> Result<Photos> {
     let mut files = super::explain::expand(&[dir.to_path_buf()])?;
     files.retain(|f| f.extension().is_none_or(|e| e != "npy"));
     files.truncate(limit.unwrap_or(files.len()));
@@ -370,8 +531,54 @@ fn photos(
         };
         pix.push(Array3::from_shape_vec((h, w, c), v).map_err(|e| Error::Runtime(e.to_string()))?);
     }
-    Ok((pix, labels))
+    Ok((pix, labels, files))
 }
+
+/// The true class of every photo from the folder's `labels.json` (an object: file name ->
+/// class index), or None when the folder has none. A photo missing from it, or a label that
+/// is not an integer in 0..classes, is an error naming the file.
+pub fn read_labels(dir: &Path, files: &[PathBuf], classes: usize) -> Result<Option<Vec<i64>>> {
+    let path = dir.join(LABELS_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| bad_input!("{}: cannot read: {e}", path.display()))?;
+    let map: serde_json::Map<String, Json> = serde_json::from_str(&text).map_err(|e| {
+        bad_input!(
+            "{}: not a JSON object of file name -> class index: {e}",
+            path.display()
+        )
+    })?;
+    files
+        .iter()
+        .map(|f| {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let v = map.get(&name).ok_or_else(|| {
+                bad_input!(
+                    "{}: no label for the photo {name} ({})",
+                    path.display(),
+                    f.display()
+                )
+            })?;
+            match v.as_i64() {
+                Some(k) if k >= 0 && (k as usize) < classes => Ok(k),
+                _ => Err(bad_input!(
+                    "{}: the label of {name} is {v}; expected a class index in 0..{classes}",
+                    path.display()
+                )),
+            }
+        })
+        .collect::<Result<Vec<i64>>>()
+        .map(Some)
+}
+
+/// One image's perturbation curves: MoRF and LeRF logits, and on photos the deletion and
+/// insertion probabilities.
+type Curves = (Vec<f64>, Vec<f64>, Option<(Vec<f64>, Vec<f64>)>);
 
 /// Run every method; `progress` shows a bar on stderr.
 pub fn run(args: &Args, progress: bool) -> Result<Report> {
@@ -382,11 +589,38 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
     let c = info.pp.channels;
     let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
     // A benchmark (.npz: images, labels, boxes, masks), or a folder of photos: no boxes, so
-    // only region perturbation is scored, and the explained class is the model's prediction.
-    let (pix, labels, loc) = if data_path.is_dir() {
-        let (pix, labels) = photos(&data_path, &info, &model_bytes, args.limit)?;
-        (pix, labels, None)
+    // only perturbation is scored, for the true class (labels.json) or the prediction.
+    let (pix, labels, loc, photo) = if data_path.is_dir() {
+        let (pix, predicted, files) = photos(&data_path, &info, &model_bytes, args.limit)?;
+        let truth = read_labels(&data_path, &files, info.classes)?;
+        let explained = args.explain.unwrap_or(if truth.is_some() {
+            ExplainClass::True
+        } else {
+            ExplainClass::Predicted
+        });
+        let accuracy = truth.as_ref().map(|t| {
+            t.iter().zip(&predicted).filter(|(a, b)| a == b).count() as f64 / t.len().max(1) as f64
+        });
+        let labels = match (explained, truth) {
+            (ExplainClass::Predicted, _) => predicted,
+            (ExplainClass::True, Some(t)) => t,
+            (ExplainClass::True, None) => {
+                return Err(bad_input!(
+                    "{}: --explain true needs the true classes in {}; none there",
+                    data_path.display(),
+                    data_path.join(LABELS_FILE).display()
+                ))
+            }
+        };
+        (pix, labels, None, Some((explained, accuracy, files)))
     } else {
+        if args.explain.is_some() {
+            return Err(bad_input!(
+                "{}: --explain applies to a folder of photos; a benchmark .npz always \
+                 explains its labels",
+                data_path.display()
+            ));
+        }
         let bench = load_benchmark(&data_path)?;
         let n = args.limit.unwrap_or(bench.len()).min(bench.len());
         let (bh, bw) = (bench.images.shape()[1], bench.images.shape()[2]);
@@ -411,7 +645,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             .map(|i| pixels(&bench, i, c))
             .collect::<Result<_>>()?;
         let labels = bench.labels[..n].to_vec();
-        (pix, labels, Some((bench.boxes, bench.masks)))
+        (pix, labels, Some((bench.boxes, bench.masks)), None)
     };
     let n = pix.len();
     if n == 0 {
@@ -433,13 +667,35 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         &[Value::F32(probe)],
         vec![info.logits.clone()],
     )?;
+    // The logits of one image `[H, W, C]` in [0, 1].
+    let logits_of = |cur: &Array3<f32>| -> Result<Vec<f64>> {
+        let x = info.pp.arrange(cur.clone().insert_axis(Axis(0)).into_dyn());
+        let out = forward.run(&[Value::F32(x)])?;
+        let l = &out[0].1;
+        if l.len() != info.classes {
+            return Err(Error::Runtime(format!(
+                "{origin}: the logits have shape {:?}, not [1, classes]",
+                l.shape()
+            )));
+        }
+        Ok(l.iter().map(|&v| v as f64).collect())
+    };
+    // Photos: the blurred baseline of deletion and insertion.
+    let blurred: Vec<Array3<f32>> = if photo.is_some() {
+        pix.iter()
+            .map(|x| metrics::gaussian_blur(x, BLUR_SIGMA))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     if let Some(d) = &args.dump {
         std::fs::create_dir_all(d)
             .map_err(|e| bad_input!("{}: cannot create the folder: {e}", d.display()))?;
     }
+    let rows = args.methods.len() + usize::from(photo.is_some());
     let bar = if progress {
-        let b = ProgressBar::new((n * args.methods.len()) as u64);
+        let b = ProgressBar::new((n * rows) as u64);
         b.set_style(
             ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} images, eta {eta}")
                 .expect("valid template")
@@ -451,6 +707,156 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
     };
 
     let workers = crate::runtime::share_threads(args.threads, n);
+    let grid = metrics::patches(h, w, p);
+    // Copy the patches listed in `order` from `src` into `cur`.
+    let paste = |cur: &mut Array3<f32>, src: &Array3<f32>, order: &[usize]| {
+        for &o in order {
+            let (y0, x0) = grid[o];
+            for y in y0..y0 + p {
+                for x in x0..x0 + p {
+                    for ch in 0..c {
+                        cur[[y, x, ch]] = src[[y, x, ch]];
+                    }
+                }
+            }
+        }
+    };
+    // Score one method's maps: localisation (benchmarks with boxes), region perturbation,
+    // and on photos deletion / insertion.
+    let score = |name: &str, maps: Vec<Array2<f64>>, ms_per_image: f64| -> Result<Scores> {
+        let (mut ratio_sum, mut ratio_n, mut hits) = (0.0, 0usize, 0usize);
+        let (mut iou, mut miou, mut acc) = (0.0, 0.0, 0.0);
+        if let Some((boxes, masks)) = &loc {
+            for (i, m) in maps.iter().enumerate() {
+                if let Some(r) = metrics::outside_inside(m.view(), boxes[i]) {
+                    ratio_sum += r;
+                    ratio_n += 1;
+                }
+                hits += metrics::pointing_hit(m.view(), boxes[i]) as usize;
+                let s = metrics::segmentation(m.view(), masks.index_axis(Axis(0), i));
+                iou += s.iou;
+                miou += s.miou;
+                acc += s.pixel_accuracy;
+            }
+        }
+
+        // Region perturbation: both orders; one image per worker.
+        let per_image = crate::parallel::map(workers, &maps, |i, m| -> Result<Curves> {
+            let noise = metrics::noise(args.seed, i as u64, h * w * c);
+            let noise = Array3::from_shape_vec((h, w, c), noise)
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+            let t = labels[i] as usize;
+            let mut both = Vec::with_capacity(2);
+            for morf in [true, false] {
+                let order = metrics::patch_order(m.view(), p, morf);
+                let mut cur = pix[i].clone();
+                let mut curve = Vec::with_capacity(steps + 1);
+                for k in 0..=steps {
+                    if k > 0 {
+                        paste(&mut cur, &noise, &order[k - 1..k]);
+                    }
+                    curve.push(logits_of(&cur)?[t]);
+                }
+                both.push(curve);
+            }
+            let lerf = both.pop().unwrap_or_default();
+            let morf = both.pop().unwrap_or_default();
+            // Deletion and insertion (Petsiuk et al. 2018): most relevant patches first,
+            // `steps` steps over all patches, the explained class's probability.
+            let di = if photo.is_some() {
+                let order = metrics::patch_order(m.view(), p, true);
+                let (mut del, mut ins) = (pix[i].clone(), blurred[i].clone());
+                let (mut dc, mut ic) = (Vec::new(), Vec::new());
+                for k in 0..=steps {
+                    if k > 0 {
+                        let from = metrics::patches_at_step(k - 1, steps, npatch);
+                        let to = metrics::patches_at_step(k, steps, npatch);
+                        paste(&mut del, &blurred[i], &order[from..to]);
+                        paste(&mut ins, &pix[i], &order[from..to]);
+                    }
+                    dc.push(metrics::softmax_prob(&logits_of(&del)?, t));
+                    ic.push(metrics::softmax_prob(&logits_of(&ins)?, t));
+                }
+                Some((dc, ic))
+            } else {
+                None
+            };
+            bar.inc(1);
+            Ok((morf, lerf, di))
+        })?;
+        let mut curves = [vec![0.0; steps + 1], vec![0.0; steps + 1]];
+        let mut aopc = [0.0; 2];
+        let mut raw: [Vec<f64>; 4] = Default::default();
+        let xs: Vec<f64> = (0..=steps)
+            .map(|k| metrics::patches_at_step(k, steps, npatch) as f64 / npatch as f64)
+            .collect();
+        let mut rows = Vec::with_capacity(n);
+        for (morf, lerf, di) in &per_image {
+            for (o, f) in [morf, lerf].into_iter().enumerate() {
+                for k in 0..=steps {
+                    curves[o][k] += f[0] - f[k];
+                }
+                aopc[o] += metrics::aopc(f);
+                raw[o].extend_from_slice(f);
+            }
+            if let Some((dc, ic)) = di {
+                raw[2].extend_from_slice(dc);
+                raw[3].extend_from_slice(ic);
+                rows.push([
+                    metrics::aopc(morf),
+                    metrics::aopc(lerf),
+                    metrics::abpc(morf, lerf),
+                    metrics::trapezoid(&xs, dc),
+                    metrics::trapezoid(&xs, ic),
+                ]);
+            }
+        }
+        if let Some(d) = &args.dump {
+            let stack: Vec<_> = maps.iter().map(|m| m.mapv(|v| v as f32)).collect();
+            let views: Vec<_> = stack.iter().map(|m| m.view()).collect();
+            let all = ndarray::stack(Axis(0), &views).map_err(|e| Error::Runtime(e.to_string()))?;
+            write_npy(&d.join(format!("{name}_heatmaps.npy")), &all)?;
+            let tags = ["morf", "lerf", "deletion", "insertion"];
+            for (o, tag) in tags.iter().enumerate() {
+                if o >= 2 && photo.is_none() {
+                    break;
+                }
+                let a = Array2::from_shape_vec((n, steps + 1), raw[o].clone())
+                    .map_err(|e| Error::Runtime(e.to_string()))?;
+                write_npy(&d.join(format!("{name}_{tag}.npy")), &a)?;
+            }
+        }
+        let nf = n as f64;
+        // Without boxes (photos) the localisation scores are undefined (NaN: "—", null).
+        let located = if loc.is_some() { 1.0 } else { f64::NAN };
+        let mean_col = |j: usize| rows.iter().map(|r| r[j]).sum::<f64>() / nf;
+        Ok(Scores {
+            name: name.to_string(),
+            images: n,
+            outside_inside: if ratio_n > 0 {
+                ratio_sum / ratio_n as f64
+            } else {
+                f64::NAN
+            },
+            ratio_undefined: if loc.is_some() { n - ratio_n } else { 0 },
+            pointing: located * hits as f64 / nf,
+            iou: located * iou / nf,
+            miou: located * miou / nf,
+            pixel_accuracy: located * acc / nf,
+            aopc_morf: aopc[0] / nf,
+            aopc_lerf: aopc[1] / nf,
+            morf_curve: curves[0].iter().map(|v| v / nf).collect(),
+            lerf_curve: curves[1].iter().map(|v| v / nf).collect(),
+            ms_per_image,
+            photo: photo.as_ref().map(|_| PhotoScores {
+                abpc: mean_col(2),
+                deletion_auc: mean_col(3),
+                insertion_auc: mean_col(4),
+                per_image: rows.clone(),
+            }),
+        })
+    };
+
     let mut scores = Vec::new();
     for &method in &args.methods {
         bar.set_prefix(method.name());
@@ -501,109 +907,41 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         })?;
         let explain_s: f64 = runs.iter().map(|(_, t)| t).sum();
         let maps: Vec<Array2<f64>> = runs.into_iter().flat_map(|(m, _)| m).collect();
-
-        // Localisation.
-        let (mut ratio_sum, mut ratio_n, mut hits) = (0.0, 0usize, 0usize);
-        let (mut iou, mut miou, mut acc) = (0.0, 0.0, 0.0);
-        if let Some((boxes, masks)) = &loc {
-            for (i, m) in maps.iter().enumerate() {
-                if let Some(r) = metrics::outside_inside(m.view(), boxes[i]) {
-                    ratio_sum += r;
-                    ratio_n += 1;
-                }
-                hits += metrics::pointing_hit(m.view(), boxes[i]) as usize;
-                let s = metrics::segmentation(m.view(), masks.index_axis(Axis(0), i));
-                iou += s.iou;
-                miou += s.miou;
-                acc += s.pixel_accuracy;
-            }
-        }
-
-        // Region perturbation: both orders, every step in one batch per image.
-        let grid = metrics::patches(h, w, p);
-        let mut curves = [vec![0.0; steps + 1], vec![0.0; steps + 1]];
-        let mut aopc = [0.0; 2];
-        let mut raw: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        // One image per worker: its MoRF and LeRF curves.
-        let per_image = crate::parallel::map(workers, &maps, |i, m| {
-            let noise = metrics::noise(args.seed, i as u64, h * w * c);
-            let mut both = Vec::with_capacity(2);
-            let t = labels[i] as usize;
-            for morf in [true, false] {
-                let order = metrics::patch_order(m.view(), p, morf);
-                let mut cur = pix[i].clone();
-                let mut curve = Vec::with_capacity(steps + 1);
-                for k in 0..=steps {
-                    if k > 0 {
-                        let (y0, x0) = grid[order[k - 1]];
-                        for y in y0..y0 + p {
-                            for x in x0..x0 + p {
-                                for ch in 0..c {
-                                    cur[[y, x, ch]] = noise[(y * w + x) * c + ch];
-                                }
-                            }
-                        }
-                    }
-                    let x = info.pp.arrange(cur.clone().insert_axis(Axis(0)).into_dyn());
-                    let out = forward.run(&[Value::F32(x)])?;
-                    let logit = out[0].1.get(IxDyn(&[0, t])).copied().ok_or_else(|| {
-                        Error::Runtime(format!(
-                            "{origin}: the logits have shape {:?}, not [1, classes]",
-                            out[0].1.shape()
-                        ))
-                    })?;
-                    curve.push(logit as f64);
-                }
-                both.push(curve);
-            }
-            bar.inc(1);
-            Ok(both)
-        })?;
-        for both in per_image {
-            for (o, f) in both.iter().enumerate() {
-                for k in 0..=steps {
-                    curves[o][k] += f[0] - f[k];
-                }
-                aopc[o] += metrics::aopc(f);
-                raw[o].extend_from_slice(f);
-            }
-        }
-        if let Some(d) = &args.dump {
-            let stack: Vec<_> = maps.iter().map(|m| m.mapv(|v| v as f32)).collect();
-            let views: Vec<_> = stack.iter().map(|m| m.view()).collect();
-            let all = ndarray::stack(Axis(0), &views).map_err(|e| Error::Runtime(e.to_string()))?;
-            write_npy(&d.join(format!("{}_heatmaps.npy", method.name())), &all)?;
-            for (o, tag) in ["morf", "lerf"].iter().enumerate() {
-                let a = Array2::from_shape_vec((n, steps + 1), raw[o].clone())
-                    .map_err(|e| Error::Runtime(e.to_string()))?;
-                write_npy(&d.join(format!("{}_{tag}.npy", method.name())), &a)?;
-            }
-        }
-        let nf = n as f64;
-        // Without boxes (photos) the localisation scores are undefined (NaN: "—", null).
-        let located = if loc.is_some() { 1.0 } else { f64::NAN };
-        scores.push(Scores {
-            method,
-            images: n,
-            outside_inside: if ratio_n > 0 {
-                ratio_sum / ratio_n as f64
-            } else {
-                f64::NAN
-            },
-            ratio_undefined: if loc.is_some() { n - ratio_n } else { 0 },
-            pointing: located * hits as f64 / nf,
-            iou: located * iou / nf,
-            miou: located * miou / nf,
-            pixel_accuracy: located * acc / nf,
-            aopc_morf: aopc[0] / nf,
-            aopc_lerf: aopc[1] / nf,
-            morf_curve: curves[0].iter().map(|v| v / nf).collect(),
-            lerf_curve: curves[1].iter().map(|v| v / nf).collect(),
-            ms_per_image: 1e3 * explain_s / (n.div_ceil(bsz) * bsz) as f64,
-        });
+        let ms = 1e3 * explain_s / (n.div_ceil(bsz) * bsz) as f64;
+        scores.push(score(method.name(), maps, ms)?);
+    }
+    // Photos: the random floor, a fixed-seed uniform map per image.
+    if photo.is_some() {
+        bar.set_prefix("random");
+        let maps: Vec<Array2<f64>> = (0..n)
+            .map(|i| metrics::random_map(args.seed, i as u64, h, w))
+            .collect();
+        scores.push(score("random", maps, 0.0)?);
     }
     bar.finish_and_clear();
 
+    let photo_report = match &photo {
+        Some((explained, accuracy, files)) => {
+            let comparisons = compare_with_rap(&scores, args.seed);
+            if let Some(d) = &args.dump {
+                write_per_image(d, &scores, files, &labels)?;
+                // The pixels the model saw, for an independent rebuild of every input.
+                let views: Vec<_> = pix.iter().map(|x| x.view()).collect();
+                let all =
+                    ndarray::stack(Axis(0), &views).map_err(|e| Error::Runtime(e.to_string()))?;
+                write_npy(&d.join("images.npy"), &all)?;
+            }
+            Some(PhotoReport {
+                accuracy: *accuracy,
+                explained: *explained,
+                baseline: format!("Gaussian blur, sigma = {BLUR_SIGMA} pixels"),
+                deletion_steps: steps,
+                resamples: RESAMPLES,
+                comparisons,
+            })
+        }
+        None => None,
+    };
     let mut report = Report {
         model: origin,
         data: data_path.display().to_string(),
@@ -614,9 +952,70 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         seed: args.seed,
         scores,
         files: Vec::new(),
+        photo: photo_report,
     };
     report.files = write_curves(&report, &args.out)?;
     Ok(report)
+}
+
+/// Every method other than rap against rap, on every photo metric: the per-image
+/// differences rap - method with their paired bootstrap interval (one set of resamples for
+/// all, so the images stay paired). Empty without a rap row.
+fn compare_with_rap(scores: &[Scores], seed: u64) -> Vec<Comparison> {
+    let Some(rap) = scores.iter().find(|s| s.name == Method::Rap.name()) else {
+        return Vec::new();
+    };
+    let Some(base) = &rap.photo else {
+        return Vec::new();
+    };
+    let resamples = metrics::bootstrap_resamples(base.per_image.len(), RESAMPLES, seed);
+    let mut out = Vec::new();
+    for s in scores.iter().filter(|s| s.name != rap.name) {
+        let Some(q) = &s.photo else { continue };
+        for (j, metric) in PHOTO_METRICS.iter().enumerate() {
+            let d: Vec<f64> = base
+                .per_image
+                .iter()
+                .zip(&q.per_image)
+                .map(|(a, b)| a[j] - b[j])
+                .collect();
+            out.push(Comparison {
+                method: s.name.clone(),
+                metric,
+                diff: metrics::bootstrap_interval(&d, &resamples, 0.95),
+            });
+        }
+    }
+    out
+}
+
+/// `per_image.json` in the dump folder: the photos, their explained class, and every
+/// method's per-image metrics.
+fn write_per_image(dir: &Path, scores: &[Scores], files: &[PathBuf], labels: &[i64]) -> Result<()> {
+    let mut methods = serde_json::Map::new();
+    for s in scores {
+        let Some(q) = &s.photo else { continue };
+        let mut m = serde_json::Map::new();
+        for (j, metric) in PHOTO_METRICS.iter().enumerate() {
+            m.insert(
+                metric.to_string(),
+                json!(q.per_image.iter().map(|r| r[j]).collect::<Vec<_>>()),
+            );
+        }
+        methods.insert(s.name.clone(), Json::Object(m));
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let j = json!({"files": names, "explained_class": labels, "methods": methods});
+    let path = dir.join("per_image.json");
+    std::fs::write(&path, j.to_string())
+        .map_err(|e| bad_input!("{}: cannot write: {e}", path.display()))
 }
 
 fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) -> Result<()> {
@@ -632,7 +1031,7 @@ fn write_curves(r: &Report, out: &Path) -> Result<Vec<PathBuf>> {
         .map_err(|e| bad_input!("{}: cannot create the folder: {e}", out.display()))?;
     let mut csv = String::from("step,fraction_perturbed");
     for s in &r.scores {
-        csv += &format!(",{0}_morf,{0}_lerf", s.method.name());
+        csv += &format!(",{0}_morf,{0}_lerf", s.name);
     }
     csv += "\n";
     for k in 0..=r.steps {
@@ -655,7 +1054,7 @@ fn write_curves(r: &Report, out: &Path) -> Result<Vec<PathBuf>> {
             .map(|(i, s)| plot::Series {
                 name: format!(
                     "{} (AOPC {:.2})",
-                    s.method.name(),
+                    s.name,
                     if morf { s.aopc_morf } else { s.aopc_lerf }
                 ),
                 values: if morf {
@@ -694,8 +1093,10 @@ pub struct EvalCli {
     /// The model (.onnx)
     model: PathBuf,
     /// Benchmark .npz (images uint8 [N,H,W(,3)], labels, boxes [N,4] as x0,y0,x1,y1,
-    /// masks), or a folder of photos (preprocessed as `explain` does; only region
-    /// perturbation is scored, for the predicted class), or for a text model a .jsonl of
+    /// masks), or a folder of photos (preprocessed as `explain` does; with labels.json,
+    /// file name -> class, the true class is explained and the accuracy reported; region
+    /// perturbation, deletion / insertion AUC, a random floor and bootstrap intervals
+    /// against rap are scored), or for a text model a .jsonl of
     /// labelled texts ({"text": ..., "label": K} a line: token deletion is scored)
     /// [default: the model's onnx_rap.benchmark metadata]
     #[arg(long)]
@@ -734,9 +1135,14 @@ pub struct EvalCli {
     /// writes per-text curves with --dump)
     #[arg(short, long, default_value = "eval_out")]
     out: PathBuf,
-    /// Also write every heatmap and perturbation curve (.npy) to this folder
+    /// Also write every heatmap and perturbation curve (.npy) to this folder (photos: also
+    /// the deletion / insertion curves and per_image.json, every image's metrics)
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
+    /// A folder of photos: explain the true class (labels.json) or the model's prediction
+    /// [default: true when the folder has labels.json, else predicted]
+    #[arg(long, value_enum)]
+    explain: Option<ExplainClass>,
     /// Print one JSON object instead of the table
     #[arg(long)]
     json: bool,
@@ -758,6 +1164,7 @@ pub fn main(cli: EvalCli) -> Result<()> {
         threads,
         out,
         dump,
+        explain,
         json,
     } = cli;
     let methods: Vec<Method> = if methods.is_empty() {
@@ -805,6 +1212,7 @@ pub fn main(cli: EvalCli) -> Result<()> {
         threads: args::threads(threads),
         out,
         dump,
+        explain,
     };
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let r = run(&args, progress)?;

@@ -9,6 +9,17 @@ prints the largest difference from the JSON. It also rebuilds every perturbed in
 (patch order, SplitMix64 noise, preprocessing) and runs the original model in onnxruntime:
 the target logits must match the dumped curves. Prints one JSON object:
 {"max_metric_diff": ..., "max_curve_diff": ..., "max_logit_rel_diff": ...}.
+
+usage: eval_reference.py --photos MODEL PHOTO_DIR DUMP_DIR EVAL.json
+
+The photo benchmark (docs/EVALUATION.md, "The photo benchmark"), from the dumped pixels the
+model saw (images.npy) and the folder's labels.json: the model's top-1 accuracy; the random
+floor's maps; the Gaussian-blur baseline, every deletion and insertion input rebuilt and run
+in onnxruntime (softmax probability of the explained class against the dumped curves); the
+per-image AOPC, ABPC and deletion / insertion AUC (trapezoid over the fraction of patches);
+their means; and the paired percentile bootstrap intervals of rap - method. Prints
+{"max_metric_diff", "max_prob_diff", "max_random_map_diff", "max_bootstrap_diff",
+"accuracy_diff", "rows"}.
 """
 import json
 import sys
@@ -141,5 +152,131 @@ def main():
                       "max_logit_rel_diff": logit_diff}))
 
 
+RANDOM_STREAM = 0x52414E444F4D  # "RANDOM"
+BOOTSTRAP_STREAM = 0x424F4F54  # "BOOT"
+
+
+def splitmix64_u64(state):
+    while True:
+        state = (state + 0x9E3779B97F4A7C15) & MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        yield z ^ (z >> 31)
+
+
+def blur(img, sigma):
+    """Separable Gaussian (truncated at ceil(3 sigma), normalised), edges replicated."""
+    r = int(np.ceil(3 * sigma))
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-t * t / (2 * sigma * sigma))
+    k /= k.sum()
+    x = img.astype(np.float64)
+    h, w = x.shape[:2]
+    px = np.pad(x, ((0, 0), (r, r), (0, 0)), mode="edge")
+    x = sum(k[j] * px[:, j:j + w] for j in range(2 * r + 1))
+    py = np.pad(x, ((r, r), (0, 0), (0, 0)), mode="edge")
+    x = sum(k[j] * py[j:j + h] for j in range(2 * r + 1))
+    return x.astype(np.float32)
+
+
+def softmax(z):
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def photos_main(model, photo_dir, dump, report_path):
+    report = json.load(open(report_path))
+    per = json.load(open(f"{dump}/per_image.json"))
+    labels = json.load(open(f"{photo_dir}/labels.json"))
+    pix = np.load(f"{dump}/images.npy")
+    n, h, w, c = pix.shape
+    p, steps, seed, npatch = report["patch"], report["steps"], report["seed"], report["patches"]
+    sigma = float(report["baseline"].split("sigma = ")[1].split()[0])
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    pp = json.loads(sess.get_modelmeta().custom_metadata_map["onnx_rap.preprocess"])
+    mean = np.array(pp["mean"], np.float32)
+    std = np.array(pp["std"], np.float32)
+    inp, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+
+    def run(batch):
+        x = ((np.stack(batch) - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)
+        return sess.run([out], {inp: x})[0]
+
+    truth = np.array([labels[f] for f in per["files"]])
+    predicted = run(list(pix)).argmax(axis=1)
+    accuracy_diff = abs(float((predicted == truth).mean()) - report["accuracy"])
+    targets = np.array(per["explained_class"])
+    if report["explained"] == "true":
+        assert (targets == truth).all(), (targets, truth)
+
+    # The fraction of patches replaced after each step: floor(k N / D) / N.
+    frac = np.array([(k * npatch) // steps for k in range(steps + 1)]) / npatch
+    base = [blur(pix[i], sigma) for i in range(n)]
+    metric_diff = prob_diff = map_diff = 0.0
+    mine = {}
+    for r in report["methods"]:
+        name = r["method"]
+        maps = np.load(f"{dump}/{name}_heatmaps.npy").astype(np.float64)
+        if name == "random":
+            for i in range(n):
+                g = splitmix64_u64(((seed + i) & MASK64) ^ RANDOM_STREAM)
+                want = np.array([(next(g) >> 11) * 2.0 ** -53 for _ in range(h * w)]).reshape(h, w)
+                map_diff = max(map_diff, float(np.abs(want.astype(np.float32) - maps[i]).max()))
+        morf = np.load(f"{dump}/{name}_morf.npy")
+        lerf = np.load(f"{dump}/{name}_lerf.npy")
+        dele = np.load(f"{dump}/{name}_deletion.npy")
+        ins = np.load(f"{dump}/{name}_insertion.npy")
+        a_m = (morf[:, :1] - morf).mean(axis=1)
+        a_l = (lerf[:, :1] - lerf).mean(axis=1)
+        vals = {
+            "aopc_morf": a_m,
+            "aopc_lerf": a_l,
+            "abpc": a_m - a_l,
+            "deletion_auc": np.array([np.trapezoid(d, frac) for d in dele]),
+            "insertion_auc": np.array([np.trapezoid(d, frac) for d in ins]),
+        }
+        mine[name] = vals
+        for k, v in vals.items():
+            metric_diff = max(metric_diff, float(np.abs(v - np.array(per["methods"][name][k])).max()))
+            metric_diff = max(metric_diff, abs(float(v.mean()) - r[k]))
+        # Rebuild deletion and insertion: the most relevant patches first.
+        for i in range(n):
+            starts, order = patch_order(maps[i], p, True)
+            d_img, i_img = pix[i].copy(), base[i].copy()
+            d_batch, i_batch = [d_img.copy()], [i_img.copy()]
+            for k in range(1, steps + 1):
+                for o in order[(k - 1) * npatch // steps:k * npatch // steps]:
+                    y0, x0 = starts[o]
+                    d_img[y0:y0 + p, x0:x0 + p] = base[i][y0:y0 + p, x0:x0 + p]
+                    i_img[y0:y0 + p, x0:x0 + p] = pix[i][y0:y0 + p, x0:x0 + p]
+                d_batch.append(d_img.copy())
+                i_batch.append(i_img.copy())
+            t = targets[i]
+            prob_diff = max(prob_diff, float(np.abs(softmax(run(d_batch))[:, t] - dele[i]).max()))
+            prob_diff = max(prob_diff, float(np.abs(softmax(run(i_batch))[:, t] - ins[i]).max()))
+
+    # Paired bootstrap of rap - method, the same resamples for every method and metric.
+    boot_diff = 0.0
+    rows = 0
+    resamples = int(report["resamples"])
+    g = splitmix64_u64((seed & MASK64) ^ BOOTSTRAP_STREAM)
+    idx = np.array([[next(g) % n for _ in range(n)] for _ in range(resamples)])
+    for b in report["bootstrap"]:
+        d = mine["rap"][b["metric"]] - mine[b["method"]][b["metric"]]
+        means = d[idx].mean(axis=1)
+        lo, hi = np.percentile(means, [2.5, 97.5])
+        for want, got in [(d.mean(), b["rap_minus_method"]), (lo, b["lo"]), (hi, b["hi"])]:
+            boot_diff = max(boot_diff, abs(float(want) - got))
+        rows += 1
+    print(json.dumps({"max_metric_diff": metric_diff, "max_prob_diff": prob_diff,
+                      "max_random_map_diff": map_diff, "max_bootstrap_diff": boot_diff,
+                      "accuracy_diff": accuracy_diff, "rows": rows}))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--photos":
+        photos_main(*sys.argv[2:6])
+    else:
+        main()
