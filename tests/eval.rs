@@ -157,6 +157,22 @@ fn eval_rejects_bad_inputs_clearly() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("64x64") && err.contains("13x11"), "{err}");
+    // Labelled texts always explain their labels: --explain is refused, not ignored.
+    let texts = root().join("models/data/nanoguard_texts.jsonl");
+    let (code, _, err) = eval(&[
+        root().join("models/nanoguard.onnx").to_str().unwrap(),
+        "--data",
+        texts.to_str().unwrap(),
+        "--explain",
+        "predicted",
+        "--out",
+        out,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nanoguard_texts.jsonl") && err.contains("--explain"),
+        "{err}"
+    );
 }
 
 /// Three of the labelled ImageNet photos (models/data/imagenet_photos) with EfficientNet-Lite0:

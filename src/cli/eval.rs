@@ -580,19 +580,28 @@ pub fn read_labels(dir: &Path, files: &[PathBuf], classes: usize) -> Result<Opti
 /// insertion probabilities.
 type Curves = (Vec<f64>, Vec<f64>, Option<(Vec<f64>, Vec<f64>)>);
 
-/// Run every method; `progress` shows a bar on stderr.
-pub fn run(args: &Args, progress: bool) -> Result<Report> {
-    let info = model_info(&args.model)?;
-    let origin = args.model.display().to_string();
-    let data_path = benchmark_path(&args.model, &info.model, args.data.as_deref())?;
+/// The images an eval scores: a benchmark's (.npz: images, labels, boxes, masks) or a photo
+/// folder's, with the class each explains.
+struct Data {
+    /// Pixels in [0, 1], `[H, W, C]` each.
+    pix: Vec<Array3<f32>>,
+    /// The explained class of each image.
+    labels: Vec<i64>,
+    /// A benchmark's boxes and masks (localisation is scored only with them).
+    loc: Option<(Vec<BoxPx>, Array3<bool>)>,
+    /// A photo folder: which class is explained, the top-1 accuracy (with labels.json), the
+    /// files.
+    photo: Option<(ExplainClass, Option<f64>, Vec<PathBuf>)>,
+}
+
+/// Read `data_path`: a folder of photos (no boxes, so only perturbation is scored, for the
+/// true class of labels.json or the prediction) or a benchmark .npz.
+fn load_data(args: &Args, info: &ModelInfo, data_path: &Path, model_bytes: &[u8]) -> Result<Data> {
     let (h, w) = (info.pp.size.0 as usize, info.pp.size.1 as usize);
     let c = info.pp.channels;
-    let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
-    // A benchmark (.npz: images, labels, boxes, masks), or a folder of photos: no boxes, so
-    // only perturbation is scored, for the true class (labels.json) or the prediction.
-    let (pix, labels, loc, photo) = if data_path.is_dir() {
-        let (pix, predicted, files) = photos(&data_path, &info, &model_bytes, args.limit)?;
-        let truth = read_labels(&data_path, &files, info.classes)?;
+    if data_path.is_dir() {
+        let (pix, predicted, files) = photos(data_path, info, model_bytes, args.limit)?;
+        let truth = read_labels(data_path, &files, info.classes)?;
         let explained = args.explain.unwrap_or(if truth.is_some() {
             ExplainClass::True
         } else {
@@ -612,7 +621,12 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                 ))
             }
         };
-        (pix, labels, None, Some((explained, accuracy, files)))
+        Ok(Data {
+            pix,
+            labels,
+            loc: None,
+            photo: Some((explained, accuracy, files)),
+        })
     } else {
         if args.explain.is_some() {
             return Err(bad_input!(
@@ -621,13 +635,14 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
                 data_path.display()
             ));
         }
-        let bench = load_benchmark(&data_path)?;
+        let bench = load_benchmark(data_path)?;
         let n = args.limit.unwrap_or(bench.len()).min(bench.len());
         let (bh, bw) = (bench.images.shape()[1], bench.images.shape()[2]);
         if (bh, bw) != (h, w) {
             return Err(bad_input!(
-                "{}: images are {bh}x{bw} but {origin} takes {h}x{w}",
+                "{}: images are {bh}x{bw} but {} takes {h}x{w}",
                 data_path.display(),
+                args.model.display(),
             ));
         }
         if let Some(&bad) = bench
@@ -645,8 +660,92 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             .map(|i| pixels(&bench, i, c))
             .collect::<Result<_>>()?;
         let labels = bench.labels[..n].to_vec();
-        (pix, labels, Some((bench.boxes, bench.masks)), None)
+        Ok(Data {
+            pix,
+            labels,
+            loc: Some((bench.boxes, bench.masks)),
+            photo: None,
+        })
+    }
+}
+
+/// The heatmaps of `method` for every image (explaining `labels`), in batches (the last one
+/// padded by repeating its last image) run in parallel on one plan; with the explanation time
+/// per image in ms.
+fn heatmaps(
+    args: &Args,
+    info: &ModelInfo,
+    method: Method,
+    pix: &[Array3<f32>],
+    labels: &[i64],
+    workers: usize,
+) -> Result<(Vec<Array2<f64>>, f64)> {
+    let (h, w) = (info.pp.size.0 as usize, info.pp.size.1 as usize);
+    let c = info.pp.channels;
+    let n = pix.len();
+    let settings = Settings {
+        compile: Options {
+            method,
+            epsilon: args.epsilon,
+            ..Options::default()
+        },
+        ..Settings::default()
     };
+    let ex = Explainer::new(info.model.clone(), &args.model, &settings)?;
+    let bsz = ex.max_batch().unwrap_or(args.batch.clamp(1, n));
+    ex.warm_up(&[Value::F32(
+        info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c]))),
+    )])?;
+
+    let starts: Vec<usize> = (0..n).step_by(bsz).collect();
+    let runs = crate::parallel::map(workers, &starts, |_, &start| {
+        let idx: Vec<usize> = (0..bsz).map(|k| (start + k).min(n - 1)).collect();
+        let views: Vec<_> = idx.iter().map(|&i| pix[i].view()).collect();
+        let x = info.pp.arrange(
+            ndarray::stack(Axis(0), &views)
+                .map_err(|e| Error::Runtime(e.to_string()))?
+                .into_dyn(),
+        );
+        let t: Vec<i64> = idx.iter().map(|&i| labels[i]).collect();
+        let clock = Instant::now();
+        let out = ex.explain(x, Some(&t))?;
+        let took = clock.elapsed().as_secs_f64();
+        let heat = out
+            .output(HEATMAP)
+            .ok_or_else(|| Error::Runtime("no heatmap output".into()))?;
+        let mut maps = Vec::new();
+        for (k, &i) in idx.iter().enumerate() {
+            if start + k == i {
+                maps.push(
+                    heat.index_axis(Axis(0), k)
+                        .mapv(|v| v as f64)
+                        .into_dimensionality::<ndarray::Ix2>()
+                        .map_err(|e| Error::Runtime(e.to_string()))?,
+                );
+            }
+        }
+        Ok((maps, took))
+    })?;
+    let explain_s: f64 = runs.iter().map(|(_, t)| t).sum();
+    let maps: Vec<Array2<f64>> = runs.into_iter().flat_map(|(m, _)| m).collect();
+    let ms = 1e3 * explain_s / (n.div_ceil(bsz) * bsz) as f64;
+    Ok((maps, ms))
+}
+
+/// Run every method; `progress` shows a bar on stderr.
+pub fn run(args: &Args, progress: bool) -> Result<Report> {
+    let info = model_info(&args.model)?;
+    let origin = args.model.display().to_string();
+    let data_path = benchmark_path(&args.model, &info.model, args.data.as_deref())?;
+    let (h, w) = (info.pp.size.0 as usize, info.pp.size.1 as usize);
+    let c = info.pp.channels;
+    let model_bytes = crate::onnx::encode(&ir::export(&info.model)?);
+    let Data {
+        pix,
+        labels,
+        loc,
+        photo,
+    } = load_data(args, &info, &data_path, &model_bytes)?;
     let n = pix.len();
     if n == 0 {
         return Err(bad_input!("{}: no images to evaluate", data_path.display()));
@@ -860,54 +959,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
     let mut scores = Vec::new();
     for &method in &args.methods {
         bar.set_prefix(method.name());
-        let settings = Settings {
-            compile: Options {
-                method,
-                epsilon: args.epsilon,
-                ..Options::default()
-            },
-            ..Settings::default()
-        };
-        let ex = Explainer::new(info.model.clone(), &args.model, &settings)?;
-        let bsz = ex.max_batch().unwrap_or(args.batch.clamp(1, n));
-        ex.warm_up(&[Value::F32(
-            info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c]))),
-        )])?;
-
-        // Heatmaps, in batches (the last one padded by repeating its last image), the
-        // batches in parallel on one plan.
-        let starts: Vec<usize> = (0..n).step_by(bsz).collect();
-        let runs = crate::parallel::map(workers, &starts, |_, &start| {
-            let idx: Vec<usize> = (0..bsz).map(|k| (start + k).min(n - 1)).collect();
-            let views: Vec<_> = idx.iter().map(|&i| pix[i].view()).collect();
-            let x = info.pp.arrange(
-                ndarray::stack(Axis(0), &views)
-                    .map_err(|e| Error::Runtime(e.to_string()))?
-                    .into_dyn(),
-            );
-            let t: Vec<i64> = idx.iter().map(|&i| labels[i]).collect();
-            let clock = Instant::now();
-            let out = ex.explain(x, Some(&t))?;
-            let took = clock.elapsed().as_secs_f64();
-            let heat = out
-                .output(HEATMAP)
-                .ok_or_else(|| Error::Runtime("no heatmap output".into()))?;
-            let mut maps = Vec::new();
-            for (k, &i) in idx.iter().enumerate() {
-                if start + k == i {
-                    maps.push(
-                        heat.index_axis(Axis(0), k)
-                            .mapv(|v| v as f64)
-                            .into_dimensionality::<ndarray::Ix2>()
-                            .map_err(|e| Error::Runtime(e.to_string()))?,
-                    );
-                }
-            }
-            Ok((maps, took))
-        })?;
-        let explain_s: f64 = runs.iter().map(|(_, t)| t).sum();
-        let maps: Vec<Array2<f64>> = runs.into_iter().flat_map(|(m, _)| m).collect();
-        let ms = 1e3 * explain_s / (n.div_ceil(bsz) * bsz) as f64;
+        let (maps, ms) = heatmaps(args, &info, method, &pix, &labels, workers)?;
         scores.push(score(method.name(), maps, ms)?);
     }
     // Photos: the random floor, a fixed-seed uniform map per image.
@@ -1176,6 +1228,13 @@ pub fn main(cli: EvalCli) -> Result<()> {
         .as_ref()
         .filter(|d| d.extension().is_some_and(|e| e == "jsonl"))
     {
+        if explain.is_some() {
+            return Err(bad_input!(
+                "{}: --explain applies to a folder of photos; labelled texts always explain \
+                 their labels",
+                data.display()
+            ));
+        }
         let args = super::eval_text::TextEvalArgs {
             model,
             data: data.clone(),
