@@ -20,6 +20,21 @@ fn eval(args: &[&str]) -> (i32, String, String) {
     run_cli(bin(), &all)
 }
 
+/// Run the numpy reference (tests/python/eval_reference.py) with `args`; its JSON verdict.
+fn reference(args: &[&std::ffi::OsStr]) -> Json {
+    let check = Command::new(python())
+        .arg(root().join("tests/python/eval_reference.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    serde_json::from_slice(&check.stdout).unwrap()
+}
+
 #[test]
 fn eval_equals_the_numpy_reference() {
     let tmp = tempfile::tempdir().unwrap();
@@ -55,20 +70,12 @@ fn eval_equals_the_numpy_reference() {
     }
     let json_path = tmp.path().join("eval.json");
     std::fs::write(&json_path, &stdout).unwrap();
-    let check = Command::new(python())
-        .arg(root().join("tests/python/eval_reference.py"))
-        .arg(&model)
-        .arg(root().join("models/data/digits_test.npz"))
-        .arg(&dump)
-        .arg(&json_path)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let diff: Json = serde_json::from_slice(&check.stdout).unwrap();
+    let diff = reference(&[
+        model.as_os_str(),
+        root().join("models/data/digits_test.npz").as_os_str(),
+        dump.as_os_str(),
+        json_path.as_os_str(),
+    ]);
     let get = |k: &str| diff[k].as_f64().unwrap();
     assert!(get("max_metric_diff") <= 1e-6, "{diff}");
     assert!(get("max_curve_diff") <= 1e-6, "{diff}");
@@ -227,21 +234,13 @@ fn photo_benchmark_equals_the_numpy_reference() {
     }
     let json_path = tmp.path().join("eval.json");
     std::fs::write(&json_path, &stdout).unwrap();
-    let check = Command::new(python())
-        .arg(root().join("tests/python/eval_reference.py"))
-        .arg("--photos")
-        .arg(&model)
-        .arg(&photos)
-        .arg(&dump)
-        .arg(&json_path)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let diff: Json = serde_json::from_slice(&check.stdout).unwrap();
+    let diff = reference(&[
+        "--photos".as_ref(),
+        model.as_os_str(),
+        photos.as_os_str(),
+        dump.as_os_str(),
+        json_path.as_os_str(),
+    ]);
     let get = |k: &str| diff[k].as_f64().unwrap();
     assert!(get("max_metric_diff") <= 1e-9, "{diff}");
     assert!(get("max_bootstrap_diff") <= 1e-9, "{diff}");
