@@ -262,8 +262,15 @@ fn photo_labels_are_read_and_checked() {
     for f in ["imagenet_00_243.jpg", "imagenet_01_559.jpg"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
-    let run = |labels: &str, extra: &[&str]| {
-        std::fs::write(dir.join("labels.json"), labels).unwrap();
+    // `labels`: the labels.json to write (None: the folder has none).
+    let run = |labels: Option<&str>, extra: &[&str]| {
+        match labels {
+            Some(l) => std::fs::write(dir.join("labels.json"), l).unwrap(),
+            None if dir.join("labels.json").exists() => {
+                std::fs::remove_file(dir.join("labels.json")).unwrap()
+            }
+            None => {}
+        }
         let mut a = vec![
             model.to_str().unwrap(),
             "--data",
@@ -281,7 +288,7 @@ fn photo_labels_are_read_and_checked() {
         eval(&a)
     };
     // A photo without a label: exit 2, naming it.
-    let (code, _, err) = run(r#"{"imagenet_00_243.jpg": 243}"#, &[]);
+    let (code, _, err) = run(Some(r#"{"imagenet_00_243.jpg": 243}"#), &[]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("imagenet_01_559.jpg") && err.contains("labels.json"),
@@ -289,7 +296,7 @@ fn photo_labels_are_read_and_checked() {
     );
     // A label out of range.
     let (code, _, err) = run(
-        r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 1000}"#,
+        Some(r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 1000}"#),
         &[],
     );
     assert_eq!(code, 2, "{err}");
@@ -298,12 +305,12 @@ fn photo_labels_are_read_and_checked() {
         "{err}"
     );
     // Not a JSON object.
-    let (code, _, err) = run("[243, 559]", &[]);
+    let (code, _, err) = run(Some("[243, 559]"), &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("labels.json"), "{err}");
     // A wrong label: the accuracy counts it, and the true class is what is explained.
     let (code, stdout, err) = run(
-        r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 7}"#,
+        Some(r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 7}"#),
         &["--json"],
     );
     assert_eq!(code, 0, "{err}");
@@ -312,7 +319,7 @@ fn photo_labels_are_read_and_checked() {
     assert_eq!(r["explained"], "true");
     // --explain predicted: the same accuracy, the prediction explained.
     let (code, stdout, err) = run(
-        r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 7}"#,
+        Some(r#"{"imagenet_00_243.jpg": 243, "imagenet_01_559.jpg": 7}"#),
         &["--json", "--explain", "predicted"],
     );
     assert_eq!(code, 0, "{err}");
@@ -326,28 +333,10 @@ fn photo_labels_are_read_and_checked() {
         "{r} {p}"
     );
     // No labels.json: the prediction, no accuracy; --explain true is an error.
-    std::fs::remove_file(dir.join("labels.json")).unwrap();
-    let mut a = vec![
-        model.to_str().unwrap(),
-        "--data",
-        dir.to_str().unwrap(),
-        "--methods",
-        "gradxinput",
-        "--patch",
-        "112",
-        "--steps",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-        "--explain",
-        "true",
-    ];
-    let (code, _, err) = eval(&a);
+    let (code, _, err) = run(None, &["--explain", "true"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("labels.json"), "{err}");
-    a.truncate(a.len() - 2);
-    a.push("--json");
-    let (code, stdout, err) = eval(&a);
+    let (code, stdout, err) = run(None, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let q: Json = serde_json::from_str(&stdout).unwrap();
     assert_eq!(q["explained"], "predicted");

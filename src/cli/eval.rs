@@ -12,7 +12,6 @@ use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
 use ndarray_npy::{NpzReader, ReadableElement, WriteNpyExt};
 use serde_json::{json, Value as Json};
@@ -793,17 +792,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             .map_err(|e| bad_input!("{}: cannot create the folder: {e}", d.display()))?;
     }
     let rows = args.methods.len() + usize::from(photo.is_some());
-    let bar = if progress {
-        let b = ProgressBar::new((n * rows) as u64);
-        b.set_style(
-            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} images, eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::progress_bar(progress, n * rows, "images", true)?;
 
     let workers = crate::runtime::share_threads(args.threads, n);
     let grid = metrics::patches(h, w, p);

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Axis;
 use serde_json::{json, Value as Json};
 
@@ -284,16 +283,7 @@ pub fn run(args: &TextEvalArgs, progress: bool) -> Result<TextReport> {
             .collect()
     };
 
-    let bar = if progress {
-        let b = ProgressBar::new((n * (args.methods.len() + 1)) as u64);
-        b.set_style(
-            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} texts, eta {eta}")
-                .map_err(|e| Error::Runtime(e.to_string()))?,
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::progress_bar(progress, n * (args.methods.len() + 1), "texts", true)?;
     // The original logits, the accuracy and the random floor.
     bar.set_prefix("random");
     let base_runs = crate::parallel::map(workers, &texts, |i, e| {

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
@@ -239,16 +238,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Vec<Outcome>> {
     let threads = args.threads.max(1);
     let items = read_inputs(&args.inputs, &sample, image_pp.is_some(), layout, threads)?;
 
-    let bar = if progress && items.len() > 1 {
-        let b = ProgressBar::new(items.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} inputs, {per_sec}, eta {eta}")
-                .map_err(|e| Error::Runtime(e.to_string()))?,
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::progress_bar(progress && items.len() > 1, items.len(), "inputs", false)?;
     // A model that folds its batch axis is explained one input per run; the plan of each
     // run size is made by the first worker that needs it and shared.
     let per_run = ex.max_batch().unwrap_or(args.batch.max(1));

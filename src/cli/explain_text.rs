@@ -6,7 +6,6 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Axis;
 use serde_json::{json, Value as Json};
 
@@ -258,16 +257,7 @@ pub fn run(args: &TextArgs, progress: bool) -> Result<Vec<TextOutcome>> {
     let index: Vec<usize> = (0..encoded.len()).collect();
     let chunks: Vec<&[usize]> = index.chunks(per_run).collect();
     let workers = crate::runtime::share_threads(args.threads.max(1), chunks.len());
-    let bar = if progress && encoded.len() > 1 {
-        let b = ProgressBar::new(encoded.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} texts, {per_sec}, eta {eta}")
-                .map_err(|e| Error::Runtime(e.to_string()))?,
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::progress_bar(progress && encoded.len() > 1, encoded.len(), "texts", false)?;
     let staged = match &args.out {
         Some(o) => Some(crate::outdir::Staged::new(o)?),
         None => None,
