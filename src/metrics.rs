@@ -280,6 +280,43 @@ pub fn bootstrap_interval(d: &[f64], resamples: &[Vec<usize>], level: f64) -> In
     }
 }
 
+/// Ranks of `v` from 1, ties given their average rank (the ranks Spearman's coefficient
+/// correlates).
+pub fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        // Positions i..=j (0-based) share the ranks i+1..=j+1: their mean.
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation of two equally long samples: Pearson's correlation of their
+/// average ranks. NaN when either sample is constant.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +458,21 @@ mod tests {
         let u = noise(0, 3, 1000);
         assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));
         assert_ne!(noise(0, 3, 4), noise(0, 4, 4));
+    }
+
+    #[test]
+    fn spearman_of_monotone_and_tied_samples() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        // Any increasing transform keeps every rank: 1; reversed: -1.
+        let b: Vec<f64> = a.iter().map(|v: &f64| v.powi(3) + 7.0).collect();
+        assert!((spearman(&a, &b) - 1.0).abs() < 1e-12);
+        let c: Vec<f64> = a.iter().map(|v| -v).collect();
+        assert!((spearman(&a, &c) + 1.0).abs() < 1e-12);
+        // Ties: average ranks (scipy.stats.rankdata's default).
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        // No ties: 1 - 6 sum d^2 / (n (n^2 - 1)); d = (0, 1, -1, 0, 0) gives 1 - 12/120.
+        let d = [1.0, 3.0, 2.0, 4.0, 5.0];
+        assert!((spearman(&a, &d) - 0.9).abs() < 1e-12);
+        assert!(spearman(&a, &[2.0; 5]).is_nan());
     }
 }

@@ -192,6 +192,33 @@ pub fn beside(parts: &[RgbImage]) -> RgbImage {
     out
 }
 
+/// Pictures in a grid, a caption above each column: `rows[r][c]` at row r, column c (cells
+/// the size of the largest picture, 4 pixels apart, on white).
+pub fn grid(rows: &[Vec<RgbImage>], captions: &[String]) -> RgbImage {
+    const GAP: u32 = 4;
+    const HEAD: u32 = 16;
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let cw = rows.iter().flatten().map(|p| p.width()).max().unwrap_or(0);
+    let ch = rows.iter().flatten().map(|p| p.height()).max().unwrap_or(0);
+    let w = cols * (cw + GAP) + GAP;
+    let h = HEAD + rows.len() as u32 * (ch + GAP) + GAP;
+    let mut out = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    for (c, cap) in captions.iter().enumerate().take(cols as usize) {
+        // At most as many characters as fit the cell.
+        let fit: String = cap.chars().take((cw / 8) as usize).collect();
+        let x = GAP + c as u32 * (cw + GAP) + (cw - 8 * fit.chars().count() as u32) / 2;
+        text(&mut out, x as i64, 4, &fit, 1, BLACK);
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, p) in row.iter().enumerate() {
+            let x = GAP + c as u32 * (cw + GAP);
+            let y = HEAD + GAP + r as u32 * (ch + GAP);
+            image::imageops::replace(&mut out, p, x as i64, y as i64);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +254,24 @@ mod tests {
             img.pixels().any(|p| p.0 == [0, 0, 0]),
             "text and axes are black"
         );
+    }
+
+    #[test]
+    fn grid_places_cells_and_captions() {
+        let red = RgbImage::from_pixel(10, 6, Rgb([255, 0, 0]));
+        let blue = RgbImage::from_pixel(10, 6, Rgb([0, 0, 255]));
+        let g = grid(
+            &[vec![red.clone(), blue.clone()], vec![blue, red]],
+            &["a".into(), "b".into()],
+        );
+        // 2 columns of 10 px and 3 gaps; a 16 px caption band, 2 rows of 6 px and 3 gaps.
+        assert_eq!(g.dimensions(), (2 * 10 + 3 * 4, 16 + 2 * 6 + 3 * 4));
+        assert_eq!(g.get_pixel(4, 20).0, [255, 0, 0]);
+        assert_eq!(g.get_pixel(18, 20).0, [0, 0, 255]);
+        assert_eq!(g.get_pixel(4, 30).0, [0, 0, 255]);
+        assert_eq!(g.get_pixel(0, 0).0, [255, 255, 255]);
+        // The caption "a" is drawn in black in the band.
+        let black = (0..16).any(|y| (4..14).any(|x| g.get_pixel(x, y).0 == [0, 0, 0]));
+        assert!(black);
     }
 }

@@ -182,16 +182,57 @@ fn eval_rejects_bad_inputs_clearly() {
     );
 }
 
+/// The first three photos' maps of `--maps wave=DIR`, written in three layouts the option
+/// reads ([H, W] float64, [3, H, W] float32, [1, H, W, 1] float32), and the [H, W] maps
+/// they stand for (channels summed).
+fn wave_maps(dir: &std::path::Path) -> Vec<ndarray::Array2<f64>> {
+    use ndarray::{Array2, Array3, Array4};
+    use ndarray_npy::write_npy;
+    std::fs::create_dir_all(dir).unwrap();
+    let stems = ["imagenet_00_243", "imagenet_01_559", "imagenet_02_438"];
+    let mut want = Vec::new();
+    for (i, stem) in stems.iter().enumerate() {
+        let f = |y: usize, x: usize, c: usize| {
+            ((0.05 + 0.01 * i as f64) * y as f64).sin() * (0.07 * x as f64 + c as f64).cos()
+        };
+        let path = dir.join(format!("{stem}.npy"));
+        let m = match i {
+            0 => {
+                let m = Array2::from_shape_fn((224, 224), |(y, x)| f(y, x, 0));
+                write_npy(&path, &m).unwrap();
+                m
+            }
+            1 => {
+                let a = Array3::from_shape_fn((3, 224, 224), |(c, y, x)| f(y, x, c) as f32);
+                write_npy(&path, &a).unwrap();
+                a.mapv(f64::from).sum_axis(ndarray::Axis(0))
+            }
+            _ => {
+                let a = Array4::from_shape_fn((1, 224, 224, 1), |(_, y, x, _)| f(y, x, 0) as f32);
+                write_npy(&path, &a).unwrap();
+                Array2::from_shape_fn((224, 224), |(y, x)| f64::from(a[[0, y, x, 0]]))
+            }
+        };
+        want.push(m);
+    }
+    want
+}
+
 /// Three of the labelled ImageNet photos (models/data/imagenet_photos) with EfficientNet-Lite0:
 /// the true class is explained, the accuracy, the random floor, deletion / insertion AUC, ABPC
 /// and the bootstrap intervals equal the numpy reference, which rebuilds every deletion and
-/// insertion input and runs it in onnxruntime.
+/// insertion input and runs it in onnxruntime. Maps made elsewhere (`--maps`) are read in
+/// each layout and scored by the same protocol; the sanity check's rank correlations and
+/// randomised models equal the reference's too.
 #[test]
 fn photo_benchmark_equals_the_numpy_reference() {
     let tmp = tempfile::tempdir().unwrap();
     let dump = tmp.path().join("dump");
     let model = root().join("models/efficientnet_lite0.onnx");
     let photos = root().join("models/data/imagenet_photos");
+    let wave_dir = tmp.path().join("wave");
+    let wave = wave_maps(&wave_dir);
+    let maps_arg = format!("wave={}", wave_dir.display());
     let (code, stdout, err) = eval(&[
         model.to_str().unwrap(),
         "--data",
@@ -208,6 +249,10 @@ fn photo_benchmark_equals_the_numpy_reference() {
         tmp.path().join("out").to_str().unwrap(),
         "--dump",
         dump.to_str().unwrap(),
+        "--maps",
+        &maps_arg,
+        "--sanity",
+        "1,3",
         "--json",
     ]);
     assert_eq!(code, 0, "{err}");
@@ -223,9 +268,23 @@ fn photo_benchmark_equals_the_numpy_reference() {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["rap", "lrp-zplus", "random"]);
-    // Two methods against rap, five metrics each.
-    assert_eq!(report["bootstrap"].as_array().unwrap().len(), 10);
+    assert_eq!(names, ["rap", "lrp-zplus", "wave", "random"]);
+    // Three rows against rap, five metrics each.
+    assert_eq!(report["bootstrap"].as_array().unwrap().len(), 15);
+    // The maps scored are the files' (channels summed; float32 where the file is).
+    let got: ndarray::Array3<f32> = ndarray_npy::read_npy(dump.join("wave_heatmaps.npy")).unwrap();
+    for (i, w) in wave.iter().enumerate() {
+        let d = (&got.index_axis(ndarray::Axis(0), i).mapv(f64::from) - w)
+            .iter()
+            .fold(0.0f64, |a, v| a.max(v.abs()));
+        assert!(d <= 1e-6, "photo {i}: {d}");
+    }
+    assert!(report["methods"][2]["ms_per_image"].is_null(), "{report}");
+    // The sanity check: two depths, rap and lrp-zplus each; the classifier is the top layer.
+    let sanity = report["sanity"].as_array().unwrap();
+    assert_eq!(sanity.len(), 2);
+    assert_eq!(sanity[0]["randomized"], serde_json::json!(["/_fc/Gemm"]));
+    assert_eq!(sanity[1]["randomized"].as_array().unwrap().len(), 3);
     for m in report["methods"].as_array().unwrap() {
         for k in ["deletion_auc", "insertion_auc"] {
             let v = m[k].as_f64().unwrap();
@@ -246,9 +305,94 @@ fn photo_benchmark_equals_the_numpy_reference() {
     assert!(get("max_bootstrap_diff") <= 1e-9, "{diff}");
     assert_eq!(get("max_random_map_diff"), 0.0, "{diff}");
     assert_eq!(get("accuracy_diff"), 0.0, "{diff}");
-    assert_eq!(diff["rows"], 10, "{diff}");
+    assert_eq!(diff["rows"], 15, "{diff}");
+    // Spearman from the dumped maps; the randomised models re-draw exactly the named layers'
+    // weights and biases (fc: weight + bias; 3 layers: 6 tensors), each with the original's
+    // standard deviation and a zero mean within 5 standard errors.
+    assert!(get("max_spearman_diff") <= 1e-9, "{diff}");
+    assert_eq!(diff["sanity_rows"], 4, "{diff}");
+    assert_eq!(diff["randomized_tensors"], 2 + 6, "{diff}");
+    assert_eq!(diff["unexpected_changes"], 0, "{diff}");
+    assert!(get("max_sd_z") <= 5.0 && get("max_mean_z") <= 5.0, "{diff}");
     // Another runtime on the same inputs: float32 rounding only.
     assert!(get("max_prob_diff") <= 1e-4, "{diff}");
+}
+
+/// `--maps` and `--sanity` refuse what they cannot use, naming it.
+#[test]
+fn maps_and_sanity_reject_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let model = root().join("models/efficientnet_lite0.onnx");
+    let dir = tmp.path().join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    let src = root().join("models/data/imagenet_photos");
+    std::fs::copy(
+        src.join("imagenet_00_243.jpg"),
+        dir.join("imagenet_00_243.jpg"),
+    )
+    .unwrap();
+    let maps = tmp.path().join("maps");
+    std::fs::create_dir(&maps).unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            model.to_str().unwrap(),
+            "--data",
+            dir.to_str().unwrap(),
+            "--methods",
+            "gradxinput",
+            "--patch",
+            "112",
+            "--steps",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        eval(&a)
+    };
+    let arg = format!("peer={}", maps.display());
+    // A photo without its map: the file it looked for.
+    let (code, _, err) = run(&["--maps", &arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("imagenet_00_243.npy"), "{err}");
+    // A map of the wrong size names the size the model takes.
+    let small = ndarray::Array2::<f32>::zeros((100, 100));
+    ndarray_npy::write_npy(maps.join("imagenet_00_243.npy"), &small).unwrap();
+    let (code, _, err) = run(&["--maps", &arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("224x224") && err.contains("[100, 100]"),
+        "{err}"
+    );
+    // NaN in a map.
+    let nan = ndarray::Array2::<f32>::from_elem((224, 224), f32::NAN);
+    ndarray_npy::write_npy(maps.join("imagenet_00_243.npy"), &nan).unwrap();
+    let (code, _, err) = run(&["--maps", &arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("NaN"), "{err}");
+    // A name of a method, and a folder that does not exist.
+    let clash = format!("rap={}", maps.display());
+    let (code, _, err) = run(&["--maps", &clash]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("name is taken"), "{err}");
+    let (code, _, err) = run(&["--maps", "peer=/no/such/folder"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/no/such/folder"), "{err}");
+    // Deeper than the model: EfficientNet-Lite0 has 50 weight layers.
+    let (code, _, err) = run(&["--sanity", "500"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--sanity 500") && err.contains("50"), "{err}");
+    // --maps on a benchmark .npz.
+    let (code, _, err) = eval(&[
+        root().join("models/digits_vgg.onnx").to_str().unwrap(),
+        "--maps",
+        &arg,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--maps") && err.contains(".npz"), "{err}");
 }
 
 #[test]

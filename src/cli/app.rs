@@ -73,11 +73,14 @@ enum Command {
     /// segmentation IoU / mIoU / pixel accuracy (map min-max normalised, thresholded at its
     /// mean), and region perturbation (AOPC): PATCH x PATCH patches replaced by fixed-seed
     /// uniform noise, most relevant first (MoRF, higher is better) and least relevant first
-    /// (LeRF, lower is better). Writes curves.csv and curves.png to --out.
+    /// (LeRF, lower is better). Writes curves.csv, curves.png and maps.png (the first three
+    /// images' maps, every method side by side) to --out.
     ///
     /// Example: onnx-rap eval models/digits_vgg.onnx --methods rap,lrp,gradxinput --limit 100
     ///
-    /// Photos: onnx-rap eval models/efficientnet_lite0.onnx --data models/photos --patch 16
+    /// Labelled photos, with another tool's maps and the randomisation sanity check:
+    /// onnx-rap eval models/efficientnet_lite0.onnx --data models/data/imagenet_photos
+    /// --patch 28 --steps 16 --maps captum-ig=peer/ig --sanity 1,4
     ///
     /// Texts (labelled .jsonl): tokens deleted most and least relevant first, 5% a step, and a
     /// random order as the floor:

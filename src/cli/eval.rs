@@ -17,6 +17,7 @@ use ndarray_npy::{NpzReader, ReadableElement, WriteNpyExt};
 use serde_json::{json, Value as Json};
 
 use super::args::{self, MethodArg};
+use super::eval_sanity::{self, Sanity};
 use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::bad_input;
 use crate::error::{Error, Result};
@@ -36,6 +37,8 @@ pub const META_BENCHMARK: &str = "onnx_rap.benchmark";
 pub const LABELS_FILE: &str = "labels.json";
 /// Sigma (pixels) of the Gaussian blur that deletion removes to and insertion starts from.
 pub const BLUR_SIGMA: f64 = 5.0;
+/// Images shown in `maps.png`.
+pub const SHOWN: usize = 3;
 /// Bootstrap resamples of the paired intervals.
 pub const RESAMPLES: usize = 2000;
 /// The per-image metrics of the photo benchmark, in the order of the dump and the table.
@@ -78,6 +81,11 @@ pub struct Args {
     pub dump: Option<PathBuf>,
     /// Photos: explain the true class or the prediction [default: true with labels.json].
     pub explain: Option<ExplainClass>,
+    /// Photos: heatmaps computed elsewhere, scored beside the methods: (name, folder of
+    /// `<photo stem>.npy`).
+    pub maps: Vec<(String, PathBuf)>,
+    /// The randomisation sanity check at these depths (top layers randomised).
+    pub sanity: Vec<usize>,
 }
 
 /// The benchmark: 8-bit images with their class, object box and object mask.
@@ -271,6 +279,8 @@ pub struct Report {
     pub scores: Vec<Scores>,
     pub files: Vec<PathBuf>,
     pub photo: Option<PhotoReport>,
+    /// The randomisation sanity check, one entry per depth (empty without --sanity).
+    pub sanity: Vec<Sanity>,
 }
 
 impl Report {
@@ -286,6 +296,9 @@ impl Report {
             "methods": self.scores.iter().map(Scores::to_json).collect::<Vec<_>>(),
             "files": self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
+        if !self.sanity.is_empty() {
+            j["sanity"] = self.sanity.iter().map(Sanity::to_json).collect();
+        }
         if let Some(p) = &self.photo {
             j["accuracy"] = json!(p.accuracy);
             j["explained"] = json!(match p.explained {
@@ -309,9 +322,16 @@ impl Report {
 
     /// The table as Markdown (what docs/EVALUATION.md shows).
     pub fn table(&self) -> String {
-        if let Some(p) = &self.photo {
-            return self.photo_table(p);
-        }
+        let mut s = match &self.photo {
+            Some(p) => self.photo_table(p),
+            None => self.box_table(),
+        };
+        s += &eval_sanity::table(&self.sanity, RESAMPLES);
+        s
+    }
+
+    /// The table of a benchmark with boxes: localisation and region perturbation.
+    fn box_table(&self) -> String {
         let mut s = String::from(
             "| method | outside/inside ↓ | pointing ↑ | IoU ↑ | mIoU ↑ | pixel acc. ↑ | AOPC MoRF ↑ | AOPC LeRF ↓ | ms/image |\n\
              |---|---|---|---|---|---|---|---|---|\n",
@@ -360,15 +380,15 @@ impl Report {
         );
         for r in &self.scores {
             let Some(q) = &r.photo else { continue };
+            // Maps made elsewhere have no time here.
+            let ms = if r.ms_per_image.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{:.1}", r.ms_per_image)
+            };
             s += &format!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |\n",
-                r.name,
-                r.aopc_morf,
-                r.aopc_lerf,
-                q.abpc,
-                q.deletion_auc,
-                q.insertion_auc,
-                r.ms_per_image
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {ms} |\n",
+                r.name, r.aopc_morf, r.aopc_lerf, q.abpc, q.deletion_auc, q.insertion_auc,
             );
         }
         let explained = match p.explained {
@@ -674,6 +694,7 @@ fn load_data(args: &Args, info: &ModelInfo, data_path: &Path, model_bytes: &[u8]
 fn heatmaps(
     args: &Args,
     info: &ModelInfo,
+    model: &ir::Model,
     method: Method,
     pix: &[Array3<f32>],
     labels: &[i64],
@@ -690,7 +711,7 @@ fn heatmaps(
         },
         ..Settings::default()
     };
-    let ex = Explainer::new(info.model.clone(), &args.model, &settings)?;
+    let ex = Explainer::new(model.clone(), &args.model, &settings)?;
     let bsz = ex.max_batch().unwrap_or(args.batch.clamp(1, n));
     ex.warm_up(&[Value::F32(
         info.pp.arrange(ArrayD::zeros(IxDyn(&[bsz, h, w, c]))),
@@ -755,6 +776,14 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         return Err(bad_input!("--patch {p} does not fit a {h}x{w} image"));
     }
     let steps = args.steps.min(npatch);
+    // Maps made elsewhere are read (and checked) before any method runs.
+    let peer_maps = read_peer_maps(
+        &args.maps,
+        photo.as_ref().map(|p| &p.2[..]),
+        h,
+        w,
+        &data_path,
+    )?;
 
     // The original model runs each perturbation step alone: tract's per-image time at a
     // batch of 2 or more is up to twice batch 1's (digits_resnet: 1.33-1.43 ms against 0.66
@@ -791,7 +820,9 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         std::fs::create_dir_all(d)
             .map_err(|e| bad_input!("{}: cannot create the folder: {e}", d.display()))?;
     }
-    let rows = args.methods.len() + usize::from(photo.is_some());
+    let rows = args.methods.len() * (1 + args.sanity.len())
+        + args.maps.len()
+        + usize::from(photo.is_some());
     let bar = super::progress_bar(progress, n * rows, "images", true)?;
 
     let workers = crate::runtime::share_threads(args.threads, n);
@@ -900,10 +931,7 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
             }
         }
         if let Some(d) = &args.dump {
-            let stack: Vec<_> = maps.iter().map(|m| m.mapv(|v| v as f32)).collect();
-            let views: Vec<_> = stack.iter().map(|m| m.view()).collect();
-            let all = ndarray::stack(Axis(0), &views).map_err(|e| Error::Runtime(e.to_string()))?;
-            write_npy(&d.join(format!("{name}_heatmaps.npy")), &all)?;
+            write_maps(&d.join(format!("{name}_heatmaps.npy")), &maps)?;
             let tags = ["morf", "lerf", "deletion", "insertion"];
             for (o, tag) in tags.iter().enumerate() {
                 if o >= 2 && photo.is_none() {
@@ -946,10 +974,22 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
     };
 
     let mut scores = Vec::new();
+    let mut originals = Vec::new();
+    // The first images' maps of every row, for maps.png.
+    let mut shown: Vec<(String, Vec<Array2<f64>>)> = Vec::new();
     for &method in &args.methods {
         bar.set_prefix(method.name());
-        let (maps, ms) = heatmaps(args, &info, method, &pix, &labels, workers)?;
+        let (maps, ms) = heatmaps(args, &info, &info.model, method, &pix, &labels, workers)?;
+        if !args.sanity.is_empty() {
+            originals.push((method, maps.clone()));
+        }
+        shown.push((method.name().to_string(), maps[..n.min(SHOWN)].to_vec()));
         scores.push(score(method.name(), maps, ms)?);
+    }
+    for ((name, _), maps) in args.maps.iter().zip(peer_maps) {
+        bar.set_prefix(name.clone());
+        shown.push((name.clone(), maps[..n.min(SHOWN)].to_vec()));
+        scores.push(score(name, maps, f64::NAN)?);
     }
     // Photos: the random floor, a fixed-seed uniform map per image.
     if photo.is_some() {
@@ -957,7 +997,38 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         let maps: Vec<Array2<f64>> = (0..n)
             .map(|i| metrics::random_map(args.seed, i as u64, h, w))
             .collect();
+        shown.push(("random".to_string(), maps[..n.min(SHOWN)].to_vec()));
         scores.push(score("random", maps, 0.0)?);
+    }
+    // The sanity check: the same class explained on models with their top layers re-drawn.
+    let resamples = metrics::bootstrap_resamples(n, RESAMPLES, args.seed);
+    let mut sanity = Vec::new();
+    for &k in &args.sanity {
+        let (randomized, names) = eval_sanity::randomize_top(&info.model, k, args.seed)?;
+        if let Some(d) = &args.dump {
+            // The randomised model, for an independent look at what was re-drawn.
+            let path = d.join(format!("random_top{k}.onnx"));
+            std::fs::write(&path, crate::onnx::encode(&ir::export(&randomized)?))
+                .map_err(|e| bad_input!("{}: cannot write: {e}", path.display()))?;
+        }
+        let mut rows = Vec::new();
+        for (method, before) in &originals {
+            bar.set_prefix(format!("{}/top{k}", method.name()));
+            let (after, _) = heatmaps(args, &info, &randomized, *method, &pix, &labels, workers)?;
+            bar.inc(n as u64);
+            if let Some(d) = &args.dump {
+                write_maps(
+                    &d.join(format!("{}_random_top{k}_heatmaps.npy", method.name())),
+                    &after,
+                )?;
+            }
+            rows.push(eval_sanity::row(method.name(), before, &after, &resamples));
+        }
+        sanity.push(Sanity {
+            layers: k,
+            randomized: names,
+            rows,
+        });
     }
     bar.finish_and_clear();
 
@@ -994,8 +1065,12 @@ pub fn run(args: &Args, progress: bool) -> Result<Report> {
         scores,
         files: Vec::new(),
         photo: photo_report,
+        sanity,
     };
     report.files = write_curves(&report, &args.out)?;
+    report
+        .files
+        .push(write_grid(&args.out, &pix[..n.min(SHOWN)], &shown)?);
     Ok(report)
 }
 
@@ -1059,11 +1134,154 @@ fn write_per_image(dir: &Path, scores: &[Scores], files: &[PathBuf], labels: &[i
         .map_err(|e| bad_input!("{}: cannot write: {e}", path.display()))
 }
 
+/// The maps of `--maps NAME=DIR`: per photo, `DIR/<file stem>.npy`, float32 or float64,
+/// `[H, W]` at the model's input size, or with a channel axis (first or last, leading unit
+/// axes allowed) that is summed; a folder of photos only.
+fn read_peer_maps(
+    maps: &[(String, PathBuf)],
+    files: Option<&[PathBuf]>,
+    h: usize,
+    w: usize,
+    data: &Path,
+) -> Result<Vec<Vec<Array2<f64>>>> {
+    if maps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(files) = files else {
+        return Err(bad_input!(
+            "{}: --maps scores maps of a folder of photos (one <photo>.npy per photo); \
+             this is a benchmark .npz",
+            data.display()
+        ));
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, _) in maps {
+        let clash = Method::ALL.iter().any(|m| m.name() == name) || name == "random";
+        if clash || seen.contains(&name.as_str()) {
+            return Err(bad_input!(
+                "--maps {name}=...: the name is taken (a method, random, or another --maps); \
+                 name the maps after their tool, e.g. --maps captum-ig=DIR"
+            ));
+        }
+        seen.push(name);
+    }
+    maps.iter()
+        .map(|(_, dir)| {
+            files
+                .iter()
+                .map(|f| {
+                    let stem = f
+                        .file_stem()
+                        .map(|s| s.to_string_lossy())
+                        .unwrap_or_default();
+                    read_map(&dir.join(format!("{stem}.npy")), h, w)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One map of `--maps` (see `read_peer_maps`) as `[H, W]`.
+fn read_map(path: &Path, h: usize, w: usize) -> Result<Array2<f64>> {
+    if !path.is_file() {
+        return Err(bad_input!(
+            "{}: missing; --maps needs one <photo file stem>.npy per photo",
+            path.display()
+        ));
+    }
+    let a: ArrayD<f64> = match ndarray_npy::read_npy::<_, ArrayD<f32>>(path) {
+        Ok(a) => a.mapv(f64::from),
+        Err(_) => ndarray_npy::read_npy::<_, ArrayD<f64>>(path).map_err(|e| {
+            bad_input!(
+                "{}: not a float32 or float64 .npy array: {e}",
+                path.display()
+            )
+        })?,
+    };
+    let mut shape: Vec<usize> = a.shape().to_vec();
+    while shape.len() > 2 && shape[0] == 1 && shape[1..] != [h, w] {
+        shape.remove(0);
+    }
+    let a = a
+        .into_shape_with_order(IxDyn(&shape))
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let m = match shape.as_slice() {
+        [y, x] if (*y, *x) == (h, w) => a,
+        [_, y, x] if (*y, *x) == (h, w) => a.sum_axis(Axis(0)),
+        [y, x, _] if (*y, *x) == (h, w) => a.sum_axis(Axis(2)),
+        _ => {
+            return Err(bad_input!(
+                "{}: shape {:?}; the model's input is {h}x{w}: a map is [{h}, {w}], or \
+                 [C, {h}, {w}] / [{h}, {w}, C] (channels summed)",
+                path.display(),
+                shape
+            ))
+        }
+    };
+    if m.iter().any(|v| !v.is_finite()) {
+        return Err(bad_input!(
+            "{}: the map has NaN or infinite values",
+            path.display()
+        ));
+    }
+    m.into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| Error::Runtime(e.to_string()))
+}
+
+/// Maps `[H, W]` stacked as one float32 `[N, H, W]` .npy.
+fn write_maps(path: &Path, maps: &[Array2<f64>]) -> Result<()> {
+    let stack: Vec<_> = maps.iter().map(|m| m.mapv(|v| v as f32)).collect();
+    let views: Vec<_> = stack.iter().map(|m| m.view()).collect();
+    let all = ndarray::stack(Axis(0), &views).map_err(|e| Error::Runtime(e.to_string()))?;
+    write_npy(path, &all)
+}
+
 fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) -> Result<()> {
     let f = std::fs::File::create(path)
         .map_err(|e| bad_input!("{}: cannot write: {e}", path.display()))?;
     a.write_npy(std::io::BufWriter::new(f))
         .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))
+}
+
+/// `maps.png` in `out`: a row per image (the first `SHOWN`), the image then every row's map
+/// (each scaled by its own max |value|, the colours of `explain`), captioned by name.
+fn write_grid(
+    out: &Path,
+    pix: &[Array3<f32>],
+    shown: &[(String, Vec<Array2<f64>>)],
+) -> Result<PathBuf> {
+    use image::{Rgb, RgbImage};
+    let rows: Vec<Vec<RgbImage>> = pix
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let (h, w, c) = x.dim();
+            // Small images (digits) are enlarged to at least 128 pixels.
+            let k = 128u32.div_ceil(h.min(w) as u32).max(1);
+            let (ph, pw) = (h as u32 * k, w as u32 * k);
+            let img = RgbImage::from_fn(w as u32, h as u32, |px, py| {
+                let v = |ch: usize| {
+                    (x[[py as usize, px as usize, ch.min(c - 1)]].clamp(0.0, 1.0) * 255.0).round()
+                        as u8
+                };
+                Rgb([v(0), v(1), v(2)])
+            });
+            let mut row = vec![crate::image::enlarge(&img, k)];
+            for (_, maps) in shown {
+                let m = maps[i].mapv(|v| v as f32);
+                row.push(crate::heatmap::render(m.view(), pw, ph));
+            }
+            row
+        })
+        .collect();
+    let captions: Vec<String> = std::iter::once("input".to_string())
+        .chain(shown.iter().map(|(name, _)| name.clone()))
+        .collect();
+    let path = out.join("maps.png");
+    plot::grid(&rows, &captions)
+        .save(&path)
+        .map_err(|e| bad_input!("{}: cannot write: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// `curves.csv` and `curves.png` (MoRF and LeRF panels) in `out`.
@@ -1184,9 +1402,44 @@ pub struct EvalCli {
     /// [default: true when the folder has labels.json, else predicted]
     #[arg(long, value_enum)]
     explain: Option<ExplainClass>,
+    /// A folder of photos: score heatmaps made by another tool beside the methods, with the
+    /// same perturbations and bootstrap intervals: NAME=DIR, DIR holding `<photo file
+    /// stem>.npy` per photo ([H, W] at the model's input size, or with a channel axis that
+    /// is summed; higher = more relevant). Repeatable. Example:
+    /// --maps captum-ig=peer/ig (scripts/peer_maps.py makes Captum's and Zennit's)
+    #[arg(long, value_name = "NAME=DIR", value_parser = parse_maps)]
+    maps: Vec<(String, PathBuf)>,
+    /// The model-randomisation sanity check (Adebayo et al. 2018): re-draw the weights of
+    /// the top K Conv / Gemm / MatMul layers, explain again, and report the rank
+    /// correlation of every method's maps before and after (1 = the map ignores the
+    /// weights). Comma-separated depths, e.g. --sanity 1,4
+    #[arg(long, value_name = "K", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..))]
+    sanity: Vec<u32>,
     /// Print one JSON object instead of the table
     #[arg(long)]
     json: bool,
+}
+
+/// `--maps NAME=DIR`, or `--maps DIR` named after the folder.
+fn parse_maps(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    let (name, dir) = match s.split_once('=') {
+        Some((n, d)) => (n.to_string(), PathBuf::from(d)),
+        None => {
+            let d = PathBuf::from(s);
+            let n = d
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            (n, d)
+        }
+    };
+    if name.is_empty() || !dir.is_dir() {
+        return Err(format!(
+            "'{s}': expected NAME=DIR with DIR a folder of <photo>.npy maps"
+        ));
+    }
+    Ok((name, dir))
 }
 
 /// `onnx-rap eval`: score the methods, print the table (or JSON), write the curves.
@@ -1206,6 +1459,8 @@ pub fn main(cli: EvalCli) -> Result<()> {
         out,
         dump,
         explain,
+        maps,
+        sanity,
         json,
     } = cli;
     let methods: Vec<Method> = if methods.is_empty() {
@@ -1217,10 +1472,10 @@ pub fn main(cli: EvalCli) -> Result<()> {
         .as_ref()
         .filter(|d| d.extension().is_some_and(|e| e == "jsonl"))
     {
-        if explain.is_some() {
+        if explain.is_some() || !maps.is_empty() || !sanity.is_empty() {
             return Err(bad_input!(
-                "{}: --explain applies to a folder of photos; labelled texts always explain \
-                 their labels",
+                "{}: --explain and --maps apply to a folder of photos, --sanity to images; \
+                 labelled texts always explain their labels",
                 data.display()
             ));
         }
@@ -1261,6 +1516,8 @@ pub fn main(cli: EvalCli) -> Result<()> {
         out,
         dump,
         explain,
+        maps,
+        sanity: sanity.into_iter().map(|k| k as usize).collect(),
     };
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let r = run(&args, progress)?;

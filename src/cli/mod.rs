@@ -7,6 +7,7 @@ pub mod bench;
 pub mod compile;
 pub mod coverage;
 pub mod eval;
+pub mod eval_sanity;
 pub mod eval_text;
 pub mod explain;
 pub mod explain_text;

@@ -20,6 +20,14 @@ per-image AOPC, ABPC and deletion / insertion AUC (trapezoid over the fraction o
 their means; and the paired percentile bootstrap intervals of rap - method. Prints
 {"max_metric_diff", "max_prob_diff", "max_random_map_diff", "max_bootstrap_diff",
 "accuracy_diff", "rows"}.
+
+With `--sanity` in the run (the dump then holds METHOD_random_topK_heatmaps.npy and
+random_topK.onnx): Spearman's rho of every image's map before and after, from average ranks
+written here, of the signed and the absolute maps, and their bootstrap intervals, against the
+JSON; and the randomised model against the original: exactly the weights and biases of the
+named layers differ, each re-drawn with about the original's standard deviation and a mean
+near 0. Adds {"max_spearman_diff", "sanity_rows", "max_sd_z", "max_mean_z",
+"randomized_tensors", "unexpected_changes"}.
 """
 import json
 import sys
@@ -186,6 +194,76 @@ def softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def average_ranks(v):
+    """Ranks from 1, tied values sharing the mean of their positions."""
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    r = np.empty(len(v))
+    i = 0
+    while i < len(v):
+        j = i
+        while j + 1 < len(v) and sv[j + 1] == sv[i]:
+            j += 1
+        r[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return r
+
+
+def spearman(a, b):
+    ra, rb = average_ranks(a), average_ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def sanity_check(model, report, dump, idx):
+    """The sanity check's correlations and randomised models (see the docstring)."""
+    import onnx
+    from onnx import numpy_helper
+
+    orig = onnx.load(model)
+    before = {t.name: numpy_helper.to_array(t) for t in orig.graph.initializer}
+    out = {"max_spearman_diff": 0.0, "sanity_rows": 0, "max_sd_z": 0.0, "max_mean_z": 0.0,
+           "randomized_tensors": 0, "unexpected_changes": 0}
+    for check in report["sanity"]:
+        k = check["layers"]
+        rand = onnx.load(f"{dump}/random_top{k}.onnx")
+        nodes = {n.name: n for n in rand.graph.node}
+        named = set()
+        for layer in check["randomized"]:
+            named.update(i for i in nodes[layer].input[1:3] if i in before)
+        assert len(check["randomized"]) == k
+        for t in rand.graph.initializer:
+            new = numpy_helper.to_array(t).astype(np.float64)
+            old = before[t.name].astype(np.float64)
+            changed = not np.array_equal(new, old)
+            if t.name not in named:
+                out["unexpected_changes"] += int(changed)
+                continue
+            out["randomized_tensors"] += 1
+            n = new.size
+            sd = old.std() if old.std() > 0 else 1.0
+            # Standard errors of a normal sample's sd and mean.
+            out["max_sd_z"] = max(out["max_sd_z"], abs(new.std() / sd - 1) / np.sqrt(1 / (2 * n)))
+            out["max_mean_z"] = max(out["max_mean_z"], abs(new.mean()) / (sd / np.sqrt(n)))
+        for row in check["methods"]:
+            m = row["method"]
+            a = np.load(f"{dump}/{m}_heatmaps.npy").astype(np.float64)
+            b = np.load(f"{dump}/{m}_random_top{k}_heatmaps.npy").astype(np.float64)
+            rho = np.array([[spearman(x.ravel(), y.ravel()),
+                             spearman(np.abs(x).ravel(), np.abs(y).ravel())]
+                            for x, y in zip(a, b)])
+            got = np.array(row["per_image"], dtype=np.float64)
+            d = float(np.abs(rho - got).max())
+            for j, key in enumerate(["spearman", "spearman_abs"]):
+                means = rho[:, j][idx].mean(axis=1)
+                lo, hi = np.percentile(means, [2.5, 97.5])
+                for want, have in [(rho[:, j].mean(), row[key]), (lo, row[key + "_lo"]),
+                                   (hi, row[key + "_hi"])]:
+                    d = max(d, abs(float(want) - have))
+            out["max_spearman_diff"] = max(out["max_spearman_diff"], d)
+            out["sanity_rows"] += 1
+    return out
+
+
 def photos_main(model, photo_dir, dump, report_path):
     report = json.load(open(report_path))
     per = json.load(open(f"{dump}/per_image.json"))
@@ -270,9 +348,12 @@ def photos_main(model, photo_dir, dump, report_path):
         for want, got in [(d.mean(), b["rap_minus_method"]), (lo, b["lo"]), (hi, b["hi"])]:
             boot_diff = max(boot_diff, abs(float(want) - got))
         rows += 1
-    print(json.dumps({"max_metric_diff": metric_diff, "max_prob_diff": prob_diff,
-                      "max_random_map_diff": map_diff, "max_bootstrap_diff": boot_diff,
-                      "accuracy_diff": accuracy_diff, "rows": rows}))
+    verdict = {"max_metric_diff": metric_diff, "max_prob_diff": prob_diff,
+               "max_random_map_diff": map_diff, "max_bootstrap_diff": boot_diff,
+               "accuracy_diff": accuracy_diff, "rows": rows}
+    if "sanity" in report:
+        verdict.update(sanity_check(model, report, dump, idx))
+    print(json.dumps(verdict))
 
 
 if __name__ == "__main__":
