@@ -1390,12 +1390,13 @@ pub struct EvalCli {
     /// Threads: images run in parallel on one shared plan [default: every core]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     threads: Option<u32>,
-    /// Output folder for curves.csv and curves.png (images; a text run prints its table and
-    /// writes per-text curves with --dump)
+    /// Output folder for curves.csv, curves.png and maps.png (images; a text run prints its
+    /// table and writes per-text curves with --dump)
     #[arg(short, long, default_value = "eval_out")]
     out: PathBuf,
     /// Also write every heatmap and perturbation curve (.npy) to this folder (photos: also
-    /// the deletion / insertion curves and per_image.json, every image's metrics)
+    /// the deletion / insertion curves and per_image.json, every image's metrics; --sanity:
+    /// the randomised models and their maps)
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
     /// A folder of photos: explain the true class (labels.json) or the model's prediction
