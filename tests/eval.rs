@@ -318,39 +318,51 @@ fn photo_benchmark_equals_the_numpy_reference() {
     assert!(get("max_prob_diff") <= 1e-4, "{diff}");
 }
 
+/// `tmp/photos` holding these photos of models/data/imagenet_photos (no labels.json).
+fn photo_folder(tmp: &std::path::Path, files: &[&str]) -> std::path::PathBuf {
+    let dir = tmp.join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    let src = root().join("models/data/imagenet_photos");
+    for f in files {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+/// The quickest photo run that reaches every check: EfficientNet-Lite0 on `dir`, gradient x
+/// input, two steps of 112-pixel patches, curves to `out`, then `extra`.
+fn quick_photo_eval(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let model = root().join("models/efficientnet_lite0.onnx");
+    let mut a = vec![
+        model.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--methods",
+        "gradxinput",
+        "--patch",
+        "112",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    eval(&a)
+}
+
 /// `--maps` and `--sanity` refuse what they cannot use, naming it.
 #[test]
 fn maps_and_sanity_reject_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let model = root().join("models/efficientnet_lite0.onnx");
-    let dir = tmp.path().join("photos");
-    std::fs::create_dir(&dir).unwrap();
-    let src = root().join("models/data/imagenet_photos");
-    std::fs::copy(
-        src.join("imagenet_00_243.jpg"),
-        dir.join("imagenet_00_243.jpg"),
-    )
-    .unwrap();
+    let dir = photo_folder(tmp.path(), &["imagenet_00_243.jpg"]);
     let maps = tmp.path().join("maps");
     std::fs::create_dir(&maps).unwrap();
-    let run = |extra: &[&str]| {
-        let mut a = vec![
-            model.to_str().unwrap(),
-            "--data",
-            dir.to_str().unwrap(),
-            "--methods",
-            "gradxinput",
-            "--patch",
-            "112",
-            "--steps",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        eval(&a)
-    };
+    let run = |extra: &[&str]| quick_photo_eval(&dir, &out, extra);
     let arg = format!("peer={}", maps.display());
     // A photo without its map: the file it looked for.
     let (code, _, err) = run(&["--maps", &arg]);
@@ -399,13 +411,7 @@ fn maps_and_sanity_reject_bad_inputs() {
 fn photo_labels_are_read_and_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let model = root().join("models/efficientnet_lite0.onnx");
-    let dir = tmp.path().join("photos");
-    std::fs::create_dir(&dir).unwrap();
-    let src = root().join("models/data/imagenet_photos");
-    for f in ["imagenet_00_243.jpg", "imagenet_01_559.jpg"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
+    let dir = photo_folder(tmp.path(), &["imagenet_00_243.jpg", "imagenet_01_559.jpg"]);
     // `labels`: the labels.json to write (None: the folder has none).
     let run = |labels: Option<&str>, extra: &[&str]| {
         match labels {
@@ -415,21 +421,7 @@ fn photo_labels_are_read_and_checked() {
             }
             None => {}
         }
-        let mut a = vec![
-            model.to_str().unwrap(),
-            "--data",
-            dir.to_str().unwrap(),
-            "--methods",
-            "gradxinput",
-            "--patch",
-            "112",
-            "--steps",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        eval(&a)
+        quick_photo_eval(&dir, &out, extra)
     };
     // A photo without a label: exit 2, naming it.
     let (code, _, err) = run(Some(r#"{"imagenet_00_243.jpg": 243}"#), &[]);
