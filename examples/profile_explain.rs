@@ -1,8 +1,9 @@
 //! Where the time of an explanation goes: run model_rap.onnx in tract with a timer around every
 //! node, and sum the times by op and by the part of the relevance rule that emitted the node.
 //!
-//! usage: cargo run --release --example profile_explain -- MODEL [BATCH] [RUNS] [TOP]
-//! (TOP: the lines shown per table, default 24)
+//! usage: cargo run --release --example profile_explain -- MODEL [BATCH] [RUNS] [TOP] [THREADS]
+//! (TOP: the lines shown per table, default 24; THREADS: tract's intra-op threads, default 1;
+//! PROFILE_NODES=SUBSTRING prints every matching node's time; ONNX_RAP_FUSE=0: unfused plan)
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = args.get(2).map_or(1, |s| s.parse().unwrap());
     let runs: usize = args.get(3).map_or(3, |s| s.parse().unwrap());
     let top: usize = args.get(4).map_or(24, |s| s.parse().unwrap());
+    let threads: usize = args.get(5).map_or(1, |s| s.parse().unwrap());
+    onnx_rap::runtime::set_intra_op_threads(threads);
     let proto = onnx_rap::onnx::load(path)?;
     let model = onnx_rap::ir::import(&proto, &args[1])?;
     let rap = compile(&model, &Options::default(), &args[1])?;
@@ -33,6 +36,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plan = plan.into_typed()?;
     // Codegen only, as onnx-rap plans explanations (runtime::Optimise::Codegen).
     let mut plan = plan;
+    // Fused element-wise chains as onnx-rap plans them (ONNX_RAP_FUSE=0: unfused).
+    if onnx_rap::fuse::enabled() {
+        let s = onnx_rap::fuse::fuse(&mut plan)?;
+        println!(
+            "fusion: {} of {} element-wise nodes in {} fused nodes; {} channel sums; {} stacks, {} of them padded",
+            s.fused_nodes, s.candidates, s.groups, s.channel_sums, s.stacks, s.pads
+        );
+    }
     plan.optimize()?;
     let plan = plan.into_runnable()?;
     let mut by_op: HashMap<String, f64> = HashMap::new();
@@ -66,6 +77,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .join("."),
                     None => part.clone(),
                 };
+                // PROFILE_NODES=SUBSTRING: each matching node's time, as it runs.
+                if let Ok(pat) = std::env::var("PROFILE_NODES") {
+                    if node.name.contains(&pat) {
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        eprintln!("{ms:8.3} ms {} {}", node.name, node.op().name());
+                    }
+                }
                 times.push((
                     node.op().name().to_string(),
                     part,
@@ -99,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     println!(
-        "{} batch {batch}: {:.2} ms per run",
+        "{} batch {batch}, {threads} thread(s): {:.2} ms per run",
         path.display(),
         total * 1e3 / runs as f64
     );

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod consteval;
 pub mod explainer;
 pub mod fold;
+pub mod fuse;
 pub mod guard;
 pub mod heatmap;
 pub mod image;

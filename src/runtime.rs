@@ -79,8 +79,13 @@ pub enum Optimise {
     /// EfficientNet-Lite0 they took 0.75 s of a 1.9 s `explain` of one photo, and the plan
     /// they gave ran no faster (ResNet-50 0.39-0.40 s either way, VGG-16 1.14 s against 1.03-1.06 s
     /// without them, EfficientNet-Lite0 0.28 s against 0.21 s). Codegen still folds constants
-    /// and declutters op by op.
+    /// and declutters op by op. The element-wise chains of the rules then run as onnx-rap's own
+    /// fused kernels ([`crate::fuse`]) unless fusion is switched off (`--no-fuse`,
+    /// `ONNX_RAP_FUSE=0`).
     Codegen,
+    /// [`Optimise::Codegen`] without the fused kernels, whatever the process-wide switch says
+    /// (the reference fused plans are checked against).
+    Unfused,
 }
 
 /// A model optimised by tract for fixed input shapes, ready to run many times (from any number
@@ -88,6 +93,7 @@ pub enum Optimise {
 pub struct Plan {
     plan: std::sync::Arc<TypedSimplePlan>,
     outputs: Vec<String>,
+    fusion: Option<crate::fuse::Stats>,
 }
 
 impl Plan {
@@ -115,7 +121,7 @@ impl Plan {
         crate::guard::check_model(&folded, "the model", budget)?;
         let folded_bytes = crate::onnx::encode(&folded);
         drop(folded); // each copy of the weights goes as soon as the next one exists
-        let plan = in_tract("the model", "planning", move || -> Result<_> {
+        let (plan, fusion) = in_tract("the model", "planning", move || -> Result<_> {
             // tract's own protobuf types decoded from our buffer without a copy (its
             // model_for_read copies the bytes first), then its model; each dropped when done.
             let pb = tract_onnx::pb::ModelProto::decode(prost::bytes::Bytes::from(folded_bytes))
@@ -129,21 +135,32 @@ impl Plan {
                     .with_input_fact(i, v.fact())
                     .map_err(|e| runtime_err!("tract rejects input {i}: {e:#}"))?;
             }
+            let mut fusion = None;
             let typed = match optimise {
                 Optimise::Full => model.into_optimized(),
-                Optimise::Codegen => model.into_typed().and_then(|mut m| {
+                Optimise::Codegen | Optimise::Unfused => model.into_typed().and_then(|mut m| {
+                    if optimise == Optimise::Codegen && crate::fuse::enabled() {
+                        fusion = Some(crate::fuse::fuse(&mut m)?);
+                    }
                     m.optimize()?;
                     Ok(m)
                 }),
             };
             typed
                 .and_then(|m| m.into_runnable())
+                .map(|p| (p, fusion))
                 .map_err(|e| runtime_err!("tract cannot optimise the model: {e:#}"))
         })??;
         Ok(Plan {
             plan,
             outputs: output_names,
+            fusion,
         })
+    }
+
+    /// What plan-time fusion did ([`crate::fuse`]); None when the plan was made without it.
+    pub fn fusion(&self) -> Option<crate::fuse::Stats> {
+        self.fusion
     }
 
     /// Run; returns every output converted to f32, with its name.

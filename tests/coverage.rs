@@ -3,7 +3,9 @@
 //! at opset 18, plus the onnx package's light zoo; the attention graphs of
 //! tests/data/transformers, the real nanoguard text transformer and the trained digits_vit): every model compiles and runs in tract and
 //! onnxruntime, the two runtimes agree on the relevance within 1e-3 of max|R|, and `rap` (the
-//! default) conserves it within 1e-3 of the logit in both runtimes — except the models
+//! default) conserves it within 1e-3 of the logit in both runtimes, and tract's plan with
+//! onnx-rap's fused kernels gives the relevance of the unfused plan within 1e-6 of max|R| —
+//! except the models
 //! docs/COVERAGE.md lists under "Exceptions", each with its reason. (An op nobody supports fails with the pass's
 //! message: tests/errors.rs.)
 
@@ -88,6 +90,16 @@ fn every_model_of_the_set_compiles_runs_and_agrees_or_is_listed() {
             if !r[k].is_null() {
                 problems.push(format!("{f}: {k}: {}", r[k]));
             }
+        }
+        // onnx-rap's fused kernels (src/fuse) against tract's own ops on the same graph.
+        let fu = r["fusion"].as_f64().unwrap_or(f64::INFINITY);
+        if fu > 1e-6 {
+            problems.push(format!("{f}: fused vs unfused plan {fu:.2e} x max|R|"));
+        }
+        // Every RAP graph has element-wise chains (safe divisions, masks): a plan with none
+        // fused means the check above compared the unfused plan with itself.
+        if r["fused_nodes"].as_u64().unwrap_or(0) == 0 {
+            problems.push(format!("{f}: nothing fused in tract's plan"));
         }
         let ag = r["agreement"].as_f64().unwrap_or(f64::INFINITY);
         if ag > 1e-3 {

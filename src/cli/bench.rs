@@ -39,6 +39,8 @@ pub struct Report {
     /// of one that compiles, plans and runs only the explanation (each in a child process of
     /// its own, so neither counts the other); None where no child could be started.
     pub peak_kb: (Option<u64>, Option<u64>),
+    /// What plan-time fusion did to the explanation's plan (None: `--no-fuse`).
+    pub fusion: Option<crate::fuse::Stats>,
 }
 
 /// One side of the comparison, for `bench --peak-of`.
@@ -118,6 +120,12 @@ impl Report {
             "peak_rss_kb_forward": self.peak_kb.0,
             "peak_rss_kb_explain": self.peak_kb.1,
             "peak_rss_ratio": self.peak_ratio(),
+            "fused": self.fusion.is_some(),
+            "fused_nodes": self.fusion.map(|f| f.fused_nodes),
+            "fused_kernels": self.fusion.map(|f| f.groups),
+            "channel_sums": self.fusion.map(|f| f.channel_sums),
+            "fused_stacks": self.fusion.map(|f| f.stacks),
+            "fused_pads": self.fusion.map(|f| f.pads),
         })
     }
 
@@ -132,7 +140,8 @@ impl Report {
              compile    {:.3} s  ({} -> {} nodes)\n\
              size       {} -> {} bytes ({:.3}x); {:.3}x with derived weights as initializers\n\
              images/s   {:.2} forward, {:.2} explain ({} workers of batch {} at once)\n\
-             peak RSS   {} forward, {} explain ({}; one process each)\n",
+             peak RSS   {} forward, {} explain ({}; one process each)\n\
+             fusion     {}\n",
             self.model,
             self.batch,
             self.threads,
@@ -159,6 +168,14 @@ impl Report {
             mb(self.peak_kb.1),
             self.peak_ratio()
                 .map_or("ratio unknown".to_string(), |r| format!("{r:.2}x")),
+            match self.fusion {
+                Some(f) => format!(
+                    "{} of {} element-wise nodes in {} kernels, {} channel sums, {} stacks \
+                     ({} padded) (--no-fuse: tract's own ops)",
+                    f.fused_nodes, f.candidates, f.groups, f.channel_sums, f.stacks, f.pads
+                ),
+                None => "off (tract's own ops)".to_string(),
+            },
         )
     }
 }
@@ -347,6 +364,7 @@ pub fn run(
     // The explainer's plan, run as it is (the timed runs hold no conversion of outputs).
     let targeted = with_target(&inputs);
     let exp = ex.plan(&targeted)?;
+    let fusion = exp.fusion();
     exp.run(&targeted)?;
     let (mut tf, mut te) = (Vec::new(), Vec::new());
     for _ in 0..runs {
@@ -389,6 +407,7 @@ pub fn run(
         nodes,
         images_per_s,
         peak_kb,
+        fusion,
     })
 }
 
@@ -415,6 +434,11 @@ pub struct BenchCli {
     /// Time the rules without the cheaper equivalent forms (see `compile --exact`)
     #[arg(long)]
     exact: bool,
+    /// Time the explanation with tract's own element-wise ops instead of onnx-rap's fused
+    /// kernels (the same values: the fused kernels repeat tract's float operations; also
+    /// ONNX_RAP_FUSE=0, which every command reads)
+    #[arg(long)]
+    no_fuse: bool,
     /// Print one JSON object
     #[arg(long)]
     json: bool,
@@ -443,10 +467,14 @@ pub fn main(cli: BenchCli) -> Result<()> {
         runs,
         method: m,
         exact,
+        no_fuse,
         json,
         peak_of: peak_part,
         peak_shape,
     } = cli;
+    if no_fuse {
+        crate::fuse::set_enabled(false);
+    }
     let opts = Options {
         method: args::method(m),
         tuning: Tuning::exact_if(exact),

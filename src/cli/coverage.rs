@@ -50,6 +50,11 @@ pub struct Row {
     pub zplus_agreement: Option<f64>,
     pub zplus_conservation: Option<f64>,
     pub zplus_error: Option<String>,
+    /// max |R_fused - R_unfused| / max |R| in tract, the larger of RAP's and z+'s: onnx-rap's
+    /// fused kernels against tract's own ops on the same graph; and RAP's nodes now inside
+    /// fused kernels.
+    pub fusion: Option<f64>,
+    pub fused_nodes: usize,
 }
 
 impl Row {
@@ -78,6 +83,8 @@ impl Row {
             "zplus_agreement": self.zplus_agreement,
             "zplus_conservation": self.zplus_conservation,
             "zplus_error": self.zplus_error,
+            "fusion": self.fusion,
+            "fused_nodes": self.fused_nodes,
         })
     }
 }
@@ -238,6 +245,9 @@ struct Checked {
     ort_conservation: Option<f64>,
     forward_s: Option<f64>,
     explain_s: Option<f64>,
+    /// max|fused - unfused| / max|R| in tract (`crate::fuse`), and the nodes fused.
+    fusion: Option<f64>,
+    fused_nodes: usize,
 }
 
 impl Checked {
@@ -323,6 +333,11 @@ pub fn check(
     row.ort_conservation = rap.ort_conservation;
     row.forward_s = rap.forward_s;
     row.explain_s = rap.explain_s;
+    row.fused_nodes = rap.fused_nodes;
+    row.fusion = match (rap.fusion, z.fusion) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     row
 }
 
@@ -350,8 +365,11 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
         }
     };
     let input: Vec<Value> = p.feeds.iter().map(|(_, v)| v.clone()).collect();
+    let mut fused_nodes = 0;
+    let mut fusion = f64::INFINITY;
     let tract = (|| -> Result<(ArrayD<f32>, ArrayD<f32>, f64, f64)> {
         let plan = Plan::with(&bytes, &input, vec![], Optimise::Codegen)?;
+        fused_nodes = plan.fusion().map_or(0, |s| s.fused_nodes + s.channel_sums);
         let mut out = plan.run(&input)?;
         p.forward.run(&input)?;
         let (mut tf, mut te) = (Vec::new(), Vec::new());
@@ -365,12 +383,28 @@ fn run_method(p: &Prepared, opts: &Options, python: Option<&Path>, runs: usize) 
         }
         let rel = out.pop().map(|o| o.1).unwrap_or_default();
         let logits = out.pop().map(|o| o.1).unwrap_or_default();
+        // The same graph without onnx-rap's fused kernels, for the fused ones' check.
+        let plain = Plan::with(&bytes, &input, vec![], Optimise::Unfused)?
+            .run(&input)?
+            .pop()
+            .map(|o| o.1)
+            .unwrap_or_default();
+        let scale = rel.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
+        if plain.shape() == rel.shape() {
+            let d = rel
+                .iter()
+                .zip(plain.iter())
+                .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+            fusion = (d / scale) as f64;
+        }
         Ok((logits, rel, median(&tf), median(&te)))
     })();
     let (logits, rel) = match tract {
         Ok((l, r, f, e)) => {
             c.forward_s = Some(f);
             c.explain_s = Some(e);
+            c.fusion = Some(fusion);
+            c.fused_nodes = fused_nodes;
             (l, r)
         }
         Err(e) => {

@@ -161,12 +161,20 @@ impl Lin {
         match &self.conv {
             None => cx.e.op("MatMul", part, &[s, w], vec![]),
             Some((win, g)) => {
-                if *g == 1 && cx.tuning.flip_transpose {
-                    if let Some(a) = win.flipped_conv_attrs() {
+                // A depthwise layer: one input and one output channel per group.
+                let depthwise = *g > 1 && self.c == *g && self.x_dims.first() == Some(g);
+                if (*g == 1 || depthwise) && cx.tuning.flip_transpose {
+                    if let Some(mut a) = win.flipped_conv_attrs() {
                         // Stride 1: the transpose is a plain Conv with the weight's in/out
                         // axes swapped and its kernel flipped (folded at load time); tract
-                        // runs that faster than ConvTranspose.
-                        let wf = flip_kernel(cx, w, &win.kernel, part)?;
+                        // runs that faster than ConvTranspose. A depthwise layer's weight
+                        // has one in and one out channel per group: only the flip, and the
+                        // groups kept (EfficientNet-Lite0: 81 -> 36 ms of tract's 300 ms
+                        // explanation; docs/RULES.md, "Equal forms").
+                        let wf = flip_kernel(cx, w, &win.kernel, !depthwise, part)?;
+                        if depthwise {
+                            a.push(make_int("group", *g));
+                        }
                         return cx.e.op("Conv", part, &[s, &wf], a);
                     }
                 }
@@ -243,15 +251,24 @@ impl Lin {
 }
 
 /// `[Cout, Cin, k...]` -> `[Cin, Cout, k...]` with every spatial axis reversed.
-fn flip_kernel(cx: &mut Cx, w: &str, kernel: &[i64], part: &str) -> Result<String> {
-    let mut perm: Vec<i64> = vec![1, 0];
-    perm.extend(2..2 + kernel.len() as i64);
-    let mut t = cx.e.op(
-        "Transpose",
-        &format!("{part}.wt"),
-        &[w],
-        vec![make_ints("perm", &perm)],
-    )?;
+fn flip_kernel(
+    cx: &mut Cx,
+    w: &str,
+    kernel: &[i64],
+    transpose: bool,
+    part: &str,
+) -> Result<String> {
+    let mut t = w.to_string();
+    if transpose {
+        let mut perm: Vec<i64> = vec![1, 0];
+        perm.extend(2..2 + kernel.len() as i64);
+        t = cx.e.op(
+            "Transpose",
+            &format!("{part}.wt"),
+            &[w],
+            vec![make_ints("perm", &perm)],
+        )?;
+    }
     for (axis, &k) in kernel.iter().enumerate() {
         let rev: Vec<i64> = (0..k).rev().collect();
         let idx = cx.e.const_i64(&format!("{part}.rev{axis}"), &[k], &rev);
