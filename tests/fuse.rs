@@ -148,10 +148,14 @@ fn fused_equals_unfused(bytes: &[u8], feeds: &[Value], outputs: &[&str]) -> onnx
 }
 
 /// Every op the kernel takes, chained, with every broadcast: a and b full, c per channel,
-/// s one value, g a general broadcast (one row), and boolean values inside and out.
+/// s one value, g one value per row, m one plane per sample, o one plane for all samples,
+/// x a broadcast of none of those forms, and boolean values inside and out.
 fn chain_model(dims: &[usize]) -> (Vec<u8>, Vec<Value>, Vec<&'static str>) {
     let c_dims = vec![1, dims[1], 1, 1];
     let g_dims = vec![1, 1, dims[2], 1];
+    let m_dims = vec![dims[0], 1, dims[2], dims[3]];
+    let o_dims = vec![1, 1, dims[2], dims[3]];
+    let x_dims = vec![dims[0], 1, dims[2], 1];
     let nodes = vec![
         node("Sub", &["a", "b"], "t1"),
         node("Sign", &["t1"], "t2"),
@@ -173,6 +177,9 @@ fn chain_model(dims: &[usize]) -> (Vec<u8>, Vec<Value>, Vec<&'static str>) {
         node("Not", &["either"], "neither"),
         node("Where", &["neither", "t10", "t12"], "w"),
         node("Mul", &["w", "t5"], "out"),
+        node("Mul", &["out", "m"], "om"),
+        node("Sub", &["om", "o"], "omo"),
+        node("Add", &["omo", "x"], "last"),
     ];
     let bytes = model(
         &[
@@ -181,10 +188,13 @@ fn chain_model(dims: &[usize]) -> (Vec<u8>, Vec<Value>, Vec<&'static str>) {
             ("c", c_dims.clone()),
             ("s", vec![1]),
             ("g", g_dims.clone()),
+            ("m", m_dims.clone()),
+            ("o", o_dims.clone()),
+            ("x", x_dims.clone()),
         ],
         vec![],
         nodes,
-        &["out", "t5", "gt", "w"],
+        &["last", "t5", "gt", "w"],
     );
     let feeds = vec![
         Value::F32(values(dims, 1)),
@@ -192,8 +202,11 @@ fn chain_model(dims: &[usize]) -> (Vec<u8>, Vec<Value>, Vec<&'static str>) {
         Value::F32(values(&c_dims, 3)),
         Value::F32(ArrayD::from_elem(vec![1], 0.5)),
         Value::F32(values(&g_dims, 5)),
+        Value::F32(values(&m_dims, 6)),
+        Value::F32(values(&o_dims, 8)),
+        Value::F32(values(&x_dims, 9)),
     ];
-    (bytes, feeds, vec!["out", "t5", "gt", "w"])
+    (bytes, feeds, vec!["last", "t5", "gt", "w"])
 }
 
 #[test]

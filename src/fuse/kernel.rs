@@ -77,6 +77,10 @@ pub enum Bcast {
     /// The output's leading axes, ones after them (a per-channel vector): element i reads
     /// `(i / inner) % len`.
     Outer { inner: usize, len: usize },
+    /// The output's leading and trailing axes, ones between them (a per-position map of a
+    /// batch, [N, 1, H, W] against [N, C, H, W]): element i reads
+    /// `(i / (rep * run)) * run + i % run`.
+    Mid { rep: usize, run: usize },
     /// Any other broadcast: expanded to the output's shape when the node runs.
     General,
 }
@@ -379,7 +383,7 @@ impl FusedElementwise {
             .iter()
             .zip(data)
             .map(|(k, d)| match k {
-                Bcast::Outer { .. } => true,
+                Bcast::Outer { .. } | Bcast::Mid { .. } => true,
                 Bcast::Full => matches!(d, Data::Bool(_)),
                 _ => false,
             })
@@ -398,12 +402,38 @@ impl FusedElementwise {
                 }
                 let t = &mut temps[k][..b];
                 match (*kind, data[k]) {
+                    (Bcast::Outer { inner: 1, len: n }, Data::F32(src)) => {
+                        // Contiguous in the input, wrapping at its end.
+                        let mut i = 0;
+                        while i < b {
+                            let k = (at + i) % n;
+                            let run = (n - k).min(b - i);
+                            t[i..i + run].copy_from_slice(&src[k..k + run]);
+                            i += run;
+                        }
+                    }
                     (Bcast::Outer { inner, len: n }, d) => {
                         let mut i = 0;
                         while i < b {
                             let g = at + i;
                             let run = (inner - g % inner).min(b - i);
                             t[i..i + run].fill(d.at((g / inner) % n));
+                            i += run;
+                        }
+                    }
+                    (Bcast::Mid { rep, run: r }, d) => {
+                        let mut i = 0;
+                        while i < b {
+                            let g = at + i;
+                            let k = (g / (rep * r)) * r + g % r;
+                            let run = (r - g % r).min(b - i);
+                            match d {
+                                Data::F32(src) => t[i..i + run].copy_from_slice(&src[k..k + run]),
+                                Data::Bool(src) => t[i..i + run]
+                                    .iter_mut()
+                                    .zip(&src[k..k + run])
+                                    .for_each(|(y, &x)| *y = bool_f(x)),
+                            }
                             i += run;
                         }
                     }

@@ -157,9 +157,22 @@ fn bcast(shape: &[usize], out: &[usize]) -> Option<Bcast> {
     let k = shape.iter().take_while(|&&s| s == 1).count();
     let j = shape.len() - shape.iter().rev().take_while(|&&s| s == 1).count();
     if shape[k..j] == out[k..j] {
-        Some(Bcast::Outer {
+        return Some(Bcast::Outer {
             inner: out[j..].iter().product(),
             len: out[k..j].iter().product(),
+        });
+    }
+    // Equal axes, then broadcast ones, then equal axes again.
+    let p = shape.iter().zip(out).take_while(|(s, o)| s == o).count();
+    let q = p + shape[p..]
+        .iter()
+        .zip(&out[p..])
+        .take_while(|(&s, _)| s == 1)
+        .count();
+    if shape[q..] == out[q..] {
+        Some(Bcast::Mid {
+            rep: out[p..q].iter().product(),
+            run: out[q..].iter().product(),
         })
     } else {
         Some(Bcast::General)
