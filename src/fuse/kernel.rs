@@ -263,15 +263,17 @@ impl EvalOp for FusedElementwise {
             .iter()
             .map(|&(b, _)| if b == Bcast::General { Bcast::Full } else { b })
             .collect();
-        // Outputs written once, element by element: no initialisation pass.
+        // Float outputs written once, element by element: no initialisation pass. Boolean ones
+        // (rare: a mask read outside its chain) start as false, never as invalid bytes.
         let mut out_tensors: Vec<Tensor> = self
             .outputs
             .iter()
-            .map(|&(_, is_bool)| unsafe {
+            .map(|&(_, is_bool)| {
                 if is_bool {
-                    Tensor::uninitialized::<bool>(&self.shape)
+                    Tensor::zero_dt(bool::datum_type(), &self.shape)
                 } else {
-                    Tensor::uninitialized::<f32>(&self.shape)
+                    // SAFETY: every element is written by exactly one chunk before it is read.
+                    unsafe { Tensor::uninitialized::<f32>(&self.shape) }
                 }
             })
             .collect::<TractResult<_>>()?;
