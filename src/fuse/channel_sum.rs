@@ -69,23 +69,8 @@ impl EvalOp for ChannelSum {
                     add_into(ys, xs);
                 }
             };
-            let threads = match tract_linalg::multithread::current_tract_executor() {
-                tract_linalg::multithread::Executor::MultiThread(pool)
-                    if pool.current_num_threads() > 1
-                        && n * c * plane
-                            >= tract_linalg::multithread::current_threading_element_threshold() =>
-                {
-                    Some(pool)
-                }
-                _ => None,
-            };
-            match threads {
-                Some(pool) => {
-                    use rayon::prelude::*;
-                    pool.install(|| work.into_par_iter().for_each(run));
-                }
-                None => work.into_iter().for_each(run),
-            }
+            let pool = super::pool_for(n * c * plane);
+            super::for_each(pool.as_deref(), work, run);
         }
         Ok(tvec!(y.into_tvalue()))
     }

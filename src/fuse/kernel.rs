@@ -278,16 +278,15 @@ impl EvalOp for FusedElementwise {
             })
             .collect::<TractResult<_>>()?;
         // Chunks: whole blocks, a few per thread as tract's own element-wise kernels split.
-        let threads = match tract_linalg::multithread::current_tract_executor() {
-            tract_linalg::multithread::Executor::MultiThread(pool) => pool.current_num_threads(),
-            _ => 1,
-        };
-        let parallel =
-            threads > 1 && n >= tract_linalg::multithread::current_threading_element_threshold();
-        let chunk = if parallel {
-            n.div_ceil(4 * threads).div_ceil(BLOCK).max(1) * BLOCK
-        } else {
-            n.max(1)
+        let pool = super::pool_for(n);
+        let chunk = match &pool {
+            Some(p) => {
+                n.div_ceil(4 * p.current_num_threads())
+                    .div_ceil(BLOCK)
+                    .max(1)
+                    * BLOCK
+            }
+            None => n.max(1),
         };
         let mut work: Vec<((usize, usize), Vec<OutSlice>)> = (0..n.div_ceil(chunk))
             .map(|c| ((c * chunk, chunk.min(n - c * chunk)), vec![]))
@@ -320,13 +319,7 @@ impl EvalOp for FusedElementwise {
         let run = |(range, outs): ((usize, usize), Vec<OutSlice>)| {
             self.run_chunk(&data, &kinds, range, outs, &stack_out);
         };
-        match tract_linalg::multithread::current_tract_executor() {
-            tract_linalg::multithread::Executor::MultiThread(pool) if parallel => {
-                use rayon::prelude::*;
-                pool.install(|| work.into_par_iter().for_each(run));
-            }
-            _ => work.into_iter().for_each(run),
-        }
+        super::for_each(pool.as_deref(), work, run);
         drop(stack_out);
         let res = out_tensors
             .into_iter()

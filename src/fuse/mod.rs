@@ -341,6 +341,49 @@ fn late_elementwise_order(model: &TypedModel) -> TractResult<Vec<usize>> {
     Ok(order)
 }
 
+/// The patch's wire for the model's `outlet`: the fused output that replaced it, else a tap
+/// of it, made once.
+fn wire(
+    patch: &mut TypedModelPatch,
+    mapped: &mut HashMap<OutletId, OutletId>,
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<OutletId> {
+    if let Some(w) = mapped.get(&outlet) {
+        return Ok(*w);
+    }
+    let w = patch.tap_model(model, outlet)?;
+    mapped.insert(outlet, w);
+    Ok(w)
+}
+
+/// tract's thread pool for `elements` of element-wise work: the executor's pool when it has
+/// more than one thread and the work reaches tract's own threshold for splitting its
+/// element-wise kernels; None: run on this thread.
+fn pool_for(elements: usize) -> Option<std::sync::Arc<rayon::ThreadPool>> {
+    use tract_linalg::multithread::{current_threading_element_threshold, Executor};
+    match tract_linalg::multithread::current_tract_executor() {
+        Executor::MultiThread(pool)
+            if pool.current_num_threads() > 1
+                && elements >= current_threading_element_threshold() =>
+        {
+            Some(pool)
+        }
+        _ => None,
+    }
+}
+
+/// Run `f` on every item of `work`: on `pool`'s threads, or in order on this one.
+fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, work: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    match pool {
+        Some(pool) => {
+            use rayon::prelude::*;
+            pool.install(|| work.into_par_iter().for_each(f));
+        }
+        None => work.into_iter().for_each(f),
+    }
+}
+
 struct Group {
     shape: Vec<usize>,
     start: i64,
@@ -472,15 +515,7 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<Stats> {
         }
         let mut wires = tvec![];
         for i in &inputs {
-            let w = match mapped.get(i) {
-                Some(w) => *w,
-                None => {
-                    let w = patch.tap_model(model, *i)?;
-                    mapped.insert(*i, w);
-                    w
-                }
-            };
-            wires.push(w);
+            wires.push(wire(&mut patch, &mut mapped, model, *i)?);
         }
         let op = FusedElementwise {
             shape: g.shape.clone(),
@@ -519,15 +554,7 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<Stats> {
             let conv = model.node(*c);
             let mut ins = tvec![w];
             for i in &conv.inputs[1..] {
-                let t = match mapped.get(i) {
-                    Some(t) => *t,
-                    None => {
-                        let t = patch.tap_model(model, *i)?;
-                        mapped.insert(*i, t);
-                        t
-                    }
-                };
-                ins.push(t);
+                ins.push(wire(&mut patch, &mut mapped, model, *i)?);
             }
             let y = patch.wire_node(format!("{}#prepadded", conv.name), valid.clone(), &ins)?[0];
             let old = OutletId::new(*c, 0);
