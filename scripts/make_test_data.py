@@ -217,6 +217,11 @@ def main():
     np.save(os.path.join(OUT, "tiny_robust_input.npy"),
             np.random.default_rng(43).standard_normal((3, 2, 8, 8)).astype(np.float32))
 
+    # A patch embedding (kernel = stride) reading the input, as in a ViT: rap's offset rule
+    # there (docs/RULES.md); some pixels sit at the sample's minimum, one patch entirely.
+    save(tiny_patch(), "tiny_patch.onnx")
+    np.save(os.path.join(OUT, "tiny_patch_input.npy"), tiny_patch_input())
+
     # The light model zoo that the onnx package ships (weights from ConstantOfShape).
     light_src = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     light = os.path.join(OUT, "light")
@@ -264,6 +269,36 @@ def tiny_robust():
         n("Gemm", ["h", "f2", "fb2"], ["logits"], name="fc_out", transB=1),
     ]
     return model(nodes, inits, [vi("x", "N", 2, 8, 8)], [vi("logits", "N", 5)])
+
+
+def tiny_patch():
+    """A 4x4 stride-4 patch embedding with bias, a hidden 1x1 conv, a dense head."""
+    g = np.random.default_rng(47)
+    n = helper.make_node
+
+    def w(name, *shape, scale=0.4):
+        return numpy_helper.from_array((g.standard_normal(shape) * scale).astype(np.float32), name)
+
+    inits = [w("pw", 6, 3, 4, 4), w("pb", 6, scale=0.2), w("w2", 5, 6, 1, 1), w("b2", 5, scale=0.1),
+             w("fw", 4, 20), w("fb", 4, scale=0.3)]
+    nodes = [
+        n("Conv", ["x", "pw", "pb"], ["p"], name="patch_embed", kernel_shape=[4, 4], strides=[4, 4]),
+        n("Relu", ["p"], ["a"], name="relu1"),
+        n("Conv", ["a", "w2", "b2"], ["c2"], name="pointwise"),
+        n("Relu", ["c2"], ["b"], name="relu2"),
+        n("Flatten", ["b"], ["f"], name="flatten"),
+        n("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+    ]
+    return model(nodes, inits, [vi("x", "N", 3, 8, 8)], [vi("logits", "N", 4)])
+
+
+def tiny_patch_input():
+    x = np.random.default_rng(53).uniform(-1.0, 2.0, (3, 3, 8, 8)).astype(np.float32)
+    for i, s in enumerate(x):
+        lo = s.min()
+        s[:, 4:, 4:] = lo  # a patch of background: no pixel above the minimum
+        s[:, i, :3] = lo  # scattered background pixels in the other patches
+    return x
 
 
 def tiny_lrp():

@@ -21,14 +21,17 @@ use serde_json::Value as Json;
 
 const MODEL: &str = "tests/data/tiny_robust.onnx";
 const INPUT: &str = "tests/data/tiny_robust_input.npy";
+/// A ViT-like patch embedding (kernel = stride) reading the input, some pixels at the minimum.
+const PATCH: &str = "tests/data/tiny_patch.onnx";
+const PATCH_INPUT: &str = "tests/data/tiny_patch_input.npy";
 
 /// The numpy reference: input relevance and, per node, per sample [received, handed].
-fn reference() -> (ArrayD<f32>, HashMap<String, Vec<[f64; 2]>>) {
+fn reference(model: &str, input: &str) -> (ArrayD<f32>, HashMap<String, Vec<[f64; 2]>>) {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(python())
         .arg(root().join("tests/python/rap_reference.py"))
-        .arg(root().join(MODEL))
-        .arg(root().join(INPUT))
+        .arg(root().join(model))
+        .arg(root().join(input))
         .arg(tmp.path())
         .output()
         .unwrap();
@@ -59,17 +62,28 @@ fn reference() -> (ArrayD<f32>, HashMap<String, Vec<[f64; 2]>>) {
 }
 
 fn compiled(method: Method) -> Vec<u8> {
+    compiled_model(MODEL, method)
+}
+
+fn compiled_model(model: &str, method: Method) -> Vec<u8> {
     let opts = Options {
         method,
         layer_sums: true,
         ..Options::default()
     };
-    compile_file(&root().join(MODEL), &opts)
+    compile_file(&root().join(model), &opts)
 }
 
 /// Outputs of the compiled tiny_robust in tract and in onnxruntime.
 fn both_runtimes(bytes: &[u8]) -> [(&'static str, HashMap<String, ArrayD<f32>>); 2] {
-    let x = npy_f32(&root().join(INPUT));
+    both_runtimes_on(bytes, INPUT)
+}
+
+fn both_runtimes_on(
+    bytes: &[u8],
+    input: &str,
+) -> [(&'static str, HashMap<String, ArrayD<f32>>); 2] {
+    let x = npy_f32(&root().join(input));
     let t = run_tract(bytes, vec![Value::F32(x.clone())]);
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("m.onnx");
@@ -80,7 +94,7 @@ fn both_runtimes(bytes: &[u8]) -> [(&'static str, HashMap<String, ArrayD<f32>>);
 
 #[test]
 fn rap_matches_the_numpy_reference_rule_by_rule() {
-    let (want, want_sums) = reference();
+    let (want, want_sums) = reference(MODEL, INPUT);
     let bytes = compiled(Method::Rap);
     for (rt, out) in both_runtimes(&bytes) {
         let err = rel_err_per_sample(&out["relevance"], &want);
@@ -113,6 +127,67 @@ fn rap_matches_the_numpy_reference_rule_by_rule() {
         assert_eq!((checked, n_outputs), (14, 14), "{rt}");
     }
     assert!(want.iter().any(|v| v.abs() > 1e-3));
+}
+
+/// A patch embedding reading the input (kernel = stride, as in a ViT) takes the relative rule on
+/// the input's offset from the sample's minimum, then the shift: equal to the numpy reference in
+/// both runtimes, every rule conserving, and a pixel at the minimum gets exactly no relevance
+/// (one whole patch of them, and scattered ones in the other patches).
+#[test]
+fn rap_at_a_patch_embedding_matches_the_numpy_reference() {
+    let (want, want_sums) = reference(PATCH, PATCH_INPUT);
+    let x = npy_f32(&root().join(PATCH_INPUT));
+    for (rt, out) in both_runtimes_on(&compiled_model(PATCH, Method::Rap), PATCH_INPUT) {
+        let r = &out["relevance"];
+        let worst = rel_err_per_sample(r, &want).into_iter().fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-4,
+            "{rt}: max |got - numpy| = {worst:.2e} x max|R|"
+        );
+        let logits = max_logits(&out["logits"]);
+        for (i, s) in sums(r).iter().enumerate() {
+            assert!(
+                (s - logits[i]).abs() <= 1e-5 * logits[i].abs(),
+                "{rt} sample {i}: {s}"
+            );
+        }
+        for (node, rows) in &want_sums {
+            let got = &out[&format!("{LAYER_SUM}{node}")];
+            for (i, w) in rows.iter().enumerate() {
+                for k in 0..2 {
+                    let g = got[[i, k]] as f64;
+                    assert!(
+                        (g - w[k]).abs() <= 1e-4 * logits[i].abs(),
+                        "{rt} {node} sample {i} column {k}: {g} vs numpy {}",
+                        w[k]
+                    );
+                }
+            }
+        }
+        for (i, (xs, rs)) in x.outer_iter().zip(r.outer_iter()).enumerate() {
+            let lo = xs.iter().cloned().fold(f32::INFINITY, f32::min);
+            let (mut at_lo, mut other) = (0, 0);
+            for (&v, &rv) in xs.iter().zip(rs.iter()) {
+                if v == lo {
+                    assert_eq!(rv, 0.0, "{rt} sample {i}: a pixel at the minimum");
+                    at_lo += 1;
+                } else if rv != 0.0 {
+                    other += 1;
+                }
+            }
+            assert!(at_lo >= 48 && other > 0, "{rt} sample {i}: {at_lo} {other}");
+        }
+    }
+    // z^B (every other method's input rule, and rap's at overlapping windows) gives those pixels
+    // relevance: the rule above is what makes them 0.
+    let (_, lrp) = both_runtimes_on(&compiled_model(PATCH, Method::LrpZPlus), PATCH_INPUT)
+        .into_iter()
+        .next()
+        .unwrap();
+    let corner = lrp["relevance"]
+        .slice(ndarray::s![.., .., 4.., 4..])
+        .to_owned();
+    assert!(corner.iter().any(|v| v.abs() > 1e-4));
 }
 
 /// Per sample and per rule: what a rule hands on equals what it received (1e-5 of the logit),

@@ -103,6 +103,25 @@ impl Lin {
         }
     }
 
+    /// A convolution whose windows tile its input, each input position in one window: kernel
+    /// = stride > 1, no padding or dilation, one group, every spatial size a multiple of the
+    /// kernel (a ViT's patch embedding).
+    fn tiles_input(&self) -> bool {
+        let Some((w, g)) = self.conv.as_ref() else {
+            return false;
+        };
+        self.deconv.is_none()
+            && *g == 1
+            && w.kernel == w.strides
+            && w.dilations.iter().all(|&d| d == 1)
+            && w.begin.iter().chain(&w.end).all(|&p| p == 0)
+            && w.kernel.iter().any(|&k| k > 1)
+            && w.input
+                .iter()
+                .zip(&w.kernel)
+                .all(|(&n, &k)| k > 0 && n % k == 0)
+    }
+
     fn stackable(&self) -> bool {
         self.conv.as_ref().is_none_or(|(_, g)| *g == 1)
     }
@@ -449,6 +468,7 @@ impl Rule for LinearRule {
                 let back = lin.ft(cx, &s, &lin.w, "back")?;
                 cx.e.mul(&x, &back, "in")?
             }
+            (Role::Input, Method::Rap) if lin.tiles_input() => patch_offset(cx, &lin, &x, &r)?,
             (Role::Input, m) => z_bounded(cx, &lin, &x, &r, m)?,
             (Role::Output, m) if m.is_rap() && lin.conv.is_none() && lin.rank == 2 => {
                 first_step(cx, &lin, &x)?
@@ -938,14 +958,30 @@ fn first_step(cx: &mut Cx, lin: &Lin, x: &str) -> Result<String> {
     cx.e.mul(&a, &k, "first")
 }
 
-/// RAP 3.3 / LRP section 4: the bounded rule for the layer reading the model input.
-fn z_bounded(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
-    let wp = cx.e.relu(&lin.w, "w.pos")?;
-    let wn = cx.e.relu_neg(&lin.w, "w.neg")?;
+/// `rap` at an input layer whose windows tile the input (a ViT's patch embedding): RAP's
+/// relative rule on the input's offset from its lower bound, `x - l >= 0`, then the shift
+/// (docs/RULES.md, "The input layer of a patch embedding"). A pixel at the lower bound has no
+/// contribution and gets no relevance; z^B's bound terms would hand every pixel of a relevant
+/// patch a share, whatever its value.
+fn patch_offset(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
+    let (lo, _) = input_bounds(cx, lin, x)?;
+    let d = cx.e.sub(x, &lo, "xoff.raw")?;
+    // >= 0 by construction with per-sample bounds; fixed bounds may lie inside the range.
+    let xs = cx.e.relu(&d, "xoff")?;
+    let w = weight_parts(cx, lin)?;
+    let (z1, z2) = lin.f_pair(cx, &xs, &w, "xoff.z")?;
+    let (s1, s2) = factors(cx, lin.conv.is_none(), r, &z1, &z2, "xoff")?;
+    let back = lin.ft_sum(cx, &s1, &s2, &w, "xoff.back")?;
+    let c = cx.e.mul(&xs, &back, "xoff.c")?;
+    shift(cx, lin, &c, r, "xoff")
+}
+
+/// The input's bounds `(l, h)`: the sample's minimum and maximum, or `--input-bounds`.
+fn input_bounds(cx: &mut Cx, lin: &Lin, x: &str) -> Result<(String, String)> {
     let bshape: Vec<i64> = std::iter::once(-1)
         .chain(std::iter::repeat_n(1, lin.rank - 1))
         .collect();
-    let (lo, hi) = match cx.bounds {
+    Ok(match cx.bounds {
         Bounds::PerSample => {
             let flat =
                 cx.e.op("Flatten", "x.flat", &[x], vec![make_int("axis", 1)])?;
@@ -957,7 +993,14 @@ fn z_bounded(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result
             )
         }
         Bounds::Fixed(l, h) => (cx.e.scalar(l), cx.e.scalar(h)),
-    };
+    })
+}
+
+/// RAP 3.3 / LRP section 4: the bounded rule for the layer reading the model input.
+fn z_bounded(cx: &mut Cx, lin: &Lin, x: &str, r: &str, method: Method) -> Result<String> {
+    let wp = cx.e.relu(&lin.w, "w.pos")?;
+    let wn = cx.e.relu_neg(&lin.w, "w.neg")?;
+    let (lo, hi) = input_bounds(cx, lin, x)?;
     // F(L; W+) = l * F(1; W+) and F(H; W-) = -h * F(1; |W-|), with zero padding as for x.
     let one_dims: Vec<i64> = std::iter::once(1)
         .chain(lin.x_dims.iter().copied())

@@ -11,7 +11,7 @@ Written from the rule definitions in docs/RULES.md, not from onnx-rap's graphs: 
 Gemm is unrolled into a dense matrix A (one row per output value, built with loops from the
 kernel), contributions are explicit, e_ji = A_ji x_i, and no transposed convolution appears.
 Supported ops: Conv (pads, strides, groups; a 1x1 stride-1 unpadded group-1 conv is
-"pointwise"), Gemm (transB = 1), Relu, Clip, BatchNormalization, Add, MaxPool (kernel = stride,
+"pointwise", one whose kernel equals its stride with no pads a "patch" embedding), Gemm (transB = 1), Relu, Clip, BatchNormalization, Add, MaxPool (kernel = stride,
 no pads; each window's relevance to its first maximum), GlobalAveragePool, Flatten. The graph is
 walked as a DAG.
 """
@@ -78,7 +78,10 @@ class Net:
                 b = np.repeat(ins[2], shape[1] * shape[2]) if len(ins) > 2 else np.zeros(a.shape[0])
                 pointwise = (w.shape[2:] == (1, 1) and at.get("strides", [1, 1]) == [1, 1]
                              and not any(at.get("pads", [0] * 4)) and at.get("group", 1) == 1)
-                mats[n.name] = (a, b, "conv", pointwise, shape)
+                # A patch embedding: windows that tile the input (kernel = stride, no pads).
+                patch = (list(w.shape[2:]) == list(at.get("strides", [1, 1])) and w.shape[2:] != (1, 1)
+                         and not any(at.get("pads", [0] * 4)) and at.get("group", 1) == 1)
+                mats[n.name] = (a, b, "patch" if patch else "conv", pointwise, shape)
                 y = (a @ ins[0].ravel() + b).reshape(shape)
             elif op == "Gemm":
                 assert at.get("transB") == 1
@@ -147,6 +150,11 @@ def relative(a, x, r, kind, pointwise, out_shape):
     return (cc - per[None, :] * mm).reshape(-1)
 
 
+def patch_offset(a, x, r, shape):
+    """The input layer of a patch embedding: the relative rule on x - min(x), then the shift."""
+    return relative(a, x - x.min(), r, "conv", False, shape)
+
+
 def z_bounded(a, x, r):
     lo, hi = x.min(), x.max()
     ap, an = np.maximum(a, 0), np.minimum(a, 0)
@@ -181,10 +189,12 @@ def explain(net, x):
             x = v[n.input[0]]
             if op in ("Conv", "Gemm"):
                 a, _, kind, pw, shape = mats[n.name]
-                if n.name in readers_of_input:
+                if n.name in readers_of_input and kind == "patch":
+                    rin = patch_offset(a, x.ravel(), r_out.ravel(), shape)
+                elif n.name in readers_of_input:
                     rin = z_bounded(a, x.ravel(), r_out.ravel())
                 else:
-                    rin = relative(a, x.ravel(), r_out.ravel(), kind, pw, shape)
+                    rin = relative(a, x.ravel(), r_out.ravel(), "conv" if kind == "patch" else kind, pw, shape)
                 handed = {n.input[0]: rin.reshape(x.shape)}
             elif op in ("Relu", "Clip", "BatchNormalization"):
                 handed = {n.input[0]: r_out}
