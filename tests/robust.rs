@@ -92,11 +92,24 @@ fn both_runtimes_on(
     [("tract", t), ("onnxruntime", o)]
 }
 
+/// In the default form and op for op (`--exact`, none of docs/RULES.md's "Cheaper forms").
 #[test]
 fn rap_matches_the_numpy_reference_rule_by_rule() {
     let (want, want_sums) = reference(MODEL, INPUT);
-    let bytes = compiled(Method::Rap);
-    for (rt, out) in both_runtimes(&bytes) {
+    let exact = Options {
+        method: Method::Rap,
+        layer_sums: true,
+        tuning: onnx_rap::rules::Tuning::none(),
+        ..Options::default()
+    };
+    let forms = [
+        ("default", compiled(Method::Rap)),
+        ("exact", compile_file(&root().join(MODEL), &exact)),
+    ];
+    let runs = forms.iter().flat_map(|(form, bytes)| {
+        both_runtimes(bytes).map(|(rt, out)| (format!("{form} form, {rt}"), out))
+    });
+    for (rt, out) in runs {
         let err = rel_err_per_sample(&out["relevance"], &want);
         let worst = err.iter().cloned().fold(0.0, f64::max);
         assert!(
