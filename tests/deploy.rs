@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -177,17 +176,8 @@ fn python_example_equals_explain() {
     assert_eq!(code, 0, "{err}");
     for p in samples() {
         let prefix = tmp.path().join("py").join(stem(&p));
-        let out = Command::new(python())
-            .arg(root().join("examples/python/explain.py"))
-            .args([s(&rap), s(&p), s(&prefix)])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = String::from_utf8_lossy(&out.stdout);
+        let out = run_python("examples/python/explain.py", [s(&rap), s(&p), s(&prefix)]);
+        let line = String::from_utf8_lossy(&out);
         assert!(line.starts_with("predicted "), "{line}");
         let got = npy_f32(&PathBuf::from(format!("{}_relevance.npy", s(&prefix))));
         let want = npy_f32(&reference.path().join(format!("{}_relevance.npy", stem(&p))));

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::Value as Json;
 
@@ -22,17 +20,7 @@ fn eval(args: &[&str]) -> (i32, String, String) {
 
 /// Run the numpy reference (tests/python/eval_reference.py) with `args`; its JSON verdict.
 fn reference(args: &[&std::ffi::OsStr]) -> Json {
-    let check = Command::new(python())
-        .arg(root().join("tests/python/eval_reference.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    serde_json::from_slice(&check.stdout).unwrap()
+    serde_json::from_slice(&run_python("tests/python/eval_reference.py", args)).unwrap()
 }
 
 #[test]

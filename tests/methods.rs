@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use ndarray::{ArrayD, Axis};
 use onnx_rap::pass::Options;
@@ -37,19 +35,16 @@ fn opts(m: Method) -> Options {
 fn reference(model: &str, input: &str, m: Method) -> ArrayD<f32> {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("ref.npy");
-    let status = Command::new(python())
-        .arg(root().join("tests/python/lrp_reference.py"))
-        .arg(root().join(model))
-        .arg(root().join(input))
-        .arg(m.name())
-        .arg(&out)
-        .arg(onnx_rap::rules::DEFAULT_EPSILON.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    let eps = onnx_rap::rules::DEFAULT_EPSILON.to_string();
+    run_python(
+        "tests/python/lrp_reference.py",
+        [
+            root().join(model).as_os_str(),
+            root().join(input).as_os_str(),
+            m.name().as_ref(),
+            out.as_os_str(),
+            eps.as_ref(),
+        ],
     );
     let r: ArrayD<f64> = ndarray_npy::read_npy(&out).unwrap();
     r.mapv(|v| v as f32)

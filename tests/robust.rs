@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use common::*;
 use ndarray::{ArrayD, Axis};
@@ -28,17 +27,13 @@ const PATCH_INPUT: &str = "tests/data/tiny_patch_input.npy";
 /// The numpy reference: input relevance and, per node, per sample [received, handed].
 fn reference(model: &str, input: &str) -> (ArrayD<f32>, HashMap<String, Vec<[f64; 2]>>) {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(python())
-        .arg(root().join("tests/python/rap_reference.py"))
-        .arg(root().join(model))
-        .arg(root().join(input))
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_python(
+        "tests/python/rap_reference.py",
+        [
+            root().join(model).as_os_str(),
+            root().join(input).as_os_str(),
+            tmp.path().as_os_str(),
+        ],
     );
     let r: ArrayD<f64> = ndarray_npy::read_npy(tmp.path().join("relevance.npy")).unwrap();
     let sums: Json =

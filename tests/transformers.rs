@@ -15,7 +15,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ndarray::{ArrayD, Axis};
@@ -151,17 +150,14 @@ fn reference(model: &str) -> (ArrayD<f32>, ArrayD<f32>) {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("ref.npy");
-    let res = Command::new(python())
-        .arg(root().join("tests/python/attnlrp_reference.py"))
-        .arg(model)
-        .arg(dir().join(format!("{stem}_input.npz")))
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+    let input = dir().join(format!("{stem}_input.npz"));
+    run_python(
+        "tests/python/attnlrp_reference.py",
+        [
+            std::ffi::OsStr::new(model),
+            input.as_os_str(),
+            out.as_os_str(),
+        ],
     );
     let r: ArrayD<f64> = ndarray_npy::read_npy(&out).unwrap();
     let l: ArrayD<f64> = ndarray_npy::read_npy(tmp.path().join("ref_logits.npy")).unwrap();

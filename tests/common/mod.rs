@@ -27,6 +27,27 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Run a Python script of the repository (a path under the root) with `args` in the test
+/// venv; fails the test with the script's stderr unless it exits 0. Returns its stdout.
+pub fn run_python<I, S>(script: &str, args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    let out = Command::new(python())
+        .arg(root().join(script))
+        .args(&args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub enum Feed {
     F32(ArrayD<f32>),
     I64(ArrayD<i64>),
@@ -36,7 +57,6 @@ pub enum Feed {
 pub fn run_ort(model: &Path, feeds: &[(&str, Feed)]) -> HashMap<String, ArrayD<f32>> {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
-        root().join("scripts/ort_run.py").display().to_string(),
         model.display().to_string(),
         dir.path().display().to_string(),
     ];
@@ -48,16 +68,7 @@ pub fn run_ort(model: &Path, feeds: &[(&str, Feed)]) -> HashMap<String, ArrayD<f
         }
         args.push(format!("{name}={}", p.display()));
     }
-    let out = Command::new(python())
-        .args(&args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "onnxruntime failed on {}: {}",
-        model.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python("scripts/ort_run.py", &args);
     let mut res = HashMap::new();
     let listing = std::fs::read_to_string(dir.path().join("outputs.txt")).unwrap();
     for (k, name) in listing.lines().enumerate() {
