@@ -104,8 +104,9 @@ def compile(
         layer_sums: add ``layer_sum:NODE`` outputs (float [N, 2]: what each rule received
             and handed on), to find where conservation breaks.
         epsilon: the stabiliser of ``lrp-eps``.
-        input_bounds: fixed (low, high) input bounds of the input layer's z^B rule [default:
-            each sample's min and max].
+        input_bounds: fixed (low, high) input bounds of the input layer's z^B rule (for
+            ``rap`` at a ViT's patch embedding, low is the floor of the pixels' offset)
+            [default: each sample's min and max].
         input: the graph input to explain, when the model has several.
         output: the graph output (logits) to explain, when the model has several.
         exact: emit the rules op for op, without the cheaper equivalent forms.

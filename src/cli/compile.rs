@@ -43,7 +43,8 @@ pub struct CompileCli {
     /// Add an int64 [N] input `rap_target` that chooses the explained class per sample
     #[arg(long)]
     target_input: bool,
-    /// Fixed bounds LO,HI of the input values for the input layer's z^B rule
+    /// Fixed bounds LO,HI of the input values for the input layer's z^B rule (and, for `rap`
+    /// at a patch embedding, LO as the floor the pixels' offset is measured from)
     /// [default: per-sample min and max of the input]
     #[arg(long, value_name = "LO,HI", value_parser = parse_bounds, allow_hyphen_values = true)]
     input_bounds: Option<(f32, f32)>,

@@ -536,7 +536,8 @@ pub struct ExplainCli {
     /// Convert images to one gray channel [default: metadata, else no]
     #[arg(long)]
     grayscale: bool,
-    /// Fixed bounds LO,HI for the input layer's z^B rule [default: per-sample min/max]
+    /// Fixed bounds LO,HI for the input layer's z^B rule (rap at a patch embedding: LO, the
+    /// pixels' floor) [default: per-sample min/max]
     #[arg(long, value_name = "LO,HI", value_parser = parse_bounds, allow_hyphen_values = true)]
     input_bounds: Option<(f32, f32)>,
     /// After each input's line, print what every rule received and handed to its inputs

@@ -11,9 +11,10 @@ Written from the rule definitions in docs/RULES.md, not from onnx-rap's graphs: 
 Gemm is unrolled into a dense matrix A (one row per output value, built with loops from the
 kernel), contributions are explicit, e_ji = A_ji x_i, and no transposed convolution appears.
 Supported ops: Conv (pads, strides, groups; a 1x1 stride-1 unpadded group-1 conv is
-"pointwise", one whose kernel equals its stride with no pads a "patch" embedding), Gemm (transB = 1), Relu, Clip, BatchNormalization, Add, MaxPool (kernel = stride,
-no pads; each window's relevance to its first maximum), GlobalAveragePool, Flatten. The graph is
-walked as a DAG.
+"pointwise", one whose kernel equals its stride with no pads a "patch" embedding), Gemm
+(transB = 1), Relu, Clip, BatchNormalization, Add, MaxPool (kernel = stride, no pads; each
+window's relevance to its first maximum), GlobalAveragePool, Flatten. The graph is walked as a
+DAG.
 """
 import json
 import sys
