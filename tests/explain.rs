@@ -503,3 +503,65 @@ fn layer_sums_list_every_rule_from_the_logits_to_the_input() {
         assert!(ratio.is_finite() && of_logit.is_finite(), "{r}");
     }
 }
+
+/// A dense output (a Conv's map [N, 2, 6, 6]) is refused without `--reduce-output` and
+/// explained through its per-sample mean with it: the score and the relevance files sum to the
+/// mean of the map that onnxruntime computes from the original model (for `--reduce-output
+/// sum`, to its sum).
+#[test]
+fn a_dense_output_is_explained_through_its_mean_or_sum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dense = root().join("tests/data/not_a_classifier.onnx");
+    let mut g = 7u64;
+    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[2, 1, 8, 8]), |_| {
+        g = g
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((g >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    });
+    let xp = tmp.path().join("x.npy");
+    ndarray_npy::write_npy(&xp, &x).unwrap();
+    let map = &run_ort(&dense, &[("x", Feed::F32(x))])["y"];
+    let refused = tmp.path().join("refused");
+    refuses(
+        &[s(&dense), "--input", s(&xp), "--out", s(&refused)],
+        &refused,
+        "--reduce-output mean",
+    );
+    for how in ["mean", "sum"] {
+        let out = tmp.path().join(how);
+        let (code, stdout, err) = explain(&[
+            s(&dense),
+            "--input",
+            s(&xp),
+            "--reduce-output",
+            how,
+            "--json",
+            "--out",
+            s(&out),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        for (k, e) in v.as_array().unwrap().iter().enumerate() {
+            let total: f64 = map.index_axis(Axis(0), k).iter().map(|&v| v as f64).sum();
+            let want = if how == "mean" { total / 72.0 } else { total };
+            assert_eq!(e["target_label"], format!("{how} of y"));
+            let score = e["target_logit"].as_f64().unwrap();
+            assert!(
+                (score - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{how} {k}: {score} vs {want}"
+            );
+            let file = out.join(format!("x_{k}_relevance.npy"));
+            let r: f64 = npy_f32(&file).iter().map(|&v| v as f64).sum();
+            assert!(
+                (r - want).abs() <= 1e-4 * want.abs().max(1e-2),
+                "{how} {k}: {r} vs {want}"
+            );
+            let share = e["positive_share"].as_f64().unwrap();
+            assert!(
+                (0.0..=1.0).contains(&share) && share.is_sign_positive(),
+                "{share}"
+            );
+        }
+    }
+}

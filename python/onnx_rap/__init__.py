@@ -281,7 +281,9 @@ class Explainer:
         method: the propagation rules (see :func:`methods`).
         threads: threads tract uses inside one run [default: every core]. This is a
             process-wide setting: the last Explainer made decides.
-        epsilon, input_bounds, input, output, layer_sums, exact: as :func:`compile`.
+        epsilon, input_bounds, input, output, layer_sums, exact, reduce_output: as
+            :func:`compile` (with ``reduce_output``, a dense output's mean or sum is the one
+            explained score: ``classes`` is 1, ``labels`` ``["mean of OUTPUT"]``).
         tokenizer: a text model's tokenizer (tiktoken-bpe JSON or HuggingFace tokenizer.json)
             [default: the file the model's ``onnx_rap.tokenizer`` metadata names, beside it].
         size, resize, crop, interpolation, mean, std, layout, grayscale: image preprocessing
@@ -315,6 +317,7 @@ class Explainer:
         std: Optional[Sequence[float]] = None,
         layout: Optional[str] = None,
         grayscale: Optional[bool] = None,
+        reduce_output: Optional[str] = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
@@ -338,6 +341,7 @@ class Explainer:
                 std=list(std) if std is not None else None,
                 layout=layout,
                 grayscale=grayscale,
+                reduce_output=reduce_output,
             ),
         )
 

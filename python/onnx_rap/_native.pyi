@@ -50,6 +50,7 @@ class Explainer:
         std: Optional[List[float]] = None,
         layout: Optional[str] = None,
         grayscale: Optional[bool] = None,
+        reduce_output: Optional[str] = None,
     ) -> None: ...
     method: str
     kind: str

@@ -78,6 +78,19 @@ struct Common {
     output: Option<String>,
     layer_sums: bool,
     exact: bool,
+    reduce_output: Option<Reduction>,
+}
+
+/// `reduce_output="mean" | "sum"`.
+fn reduction(r: Option<&str>) -> PyResult<Option<Reduction>> {
+    match r {
+        None => Ok(None),
+        Some("mean") => Ok(Some(Reduction::Mean)),
+        Some("sum") => Ok(Some(Reduction::Sum)),
+        Some(o) => Err(PyValueError::new_err(format!(
+            "unknown reduce_output '{o}'; choose mean or sum"
+        ))),
+    }
 }
 
 impl Common {
@@ -92,6 +105,7 @@ impl Common {
             output: self.output,
             layer_sums: self.layer_sums,
             tuning: Tuning::exact_if(self.exact),
+            reduce_output: self.reduce_output,
             ..Options::default()
         }
     }
@@ -128,22 +142,13 @@ fn compile<'py>(
         output,
         layer_sums,
         exact,
+        reduce_output: reduction(reduce_output)?,
     }
     .options();
     opts.target_input = target_input;
     opts.colormap = colormap;
     opts.layout = self::layout(layout)?;
     opts.embedding_relevance = embedding_relevance;
-    opts.reduce_output = match reduce_output {
-        None => None,
-        Some("mean") => Some(Reduction::Mean),
-        Some("sum") => Some(Reduction::Sum),
-        Some(o) => {
-            return Err(PyValueError::new_err(format!(
-                "unknown reduce_output '{o}'; choose mean or sum"
-            )))
-        }
-    };
     let bytes = data.map(|d| d.as_bytes().to_vec());
     let out = py
         .detach(move || -> onnx_rap::Result<Vec<u8>> {
@@ -236,7 +241,7 @@ impl PyExplainer {
     #[pyo3(signature = (path=None, data=None, *, method="rap", epsilon=onnx_rap::rules::DEFAULT_EPSILON,
         input_bounds=None, input=None, output=None, layer_sums=false, exact=false, tokenizer=None,
         size=None, resize=None, crop=None, interpolation=None, mean=None, std=None, layout=None,
-        grayscale=None))]
+        grayscale=None, reduce_output=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -258,6 +263,7 @@ impl PyExplainer {
         std: Option<Vec<f32>>,
         layout: Option<&str>,
         grayscale: Option<bool>,
+        reduce_output: Option<&str>,
     ) -> PyResult<Self> {
         let m = self::method(method)?;
         let interpolation = match interpolation {
@@ -277,6 +283,7 @@ impl PyExplainer {
                 output,
                 layer_sums,
                 exact,
+                reduce_output: reduction(reduce_output)?,
             }
             .options(),
             preprocess: PartialPreprocess {

@@ -206,7 +206,7 @@ pub fn find_roles(
                 "{origin}: the explained output '{logits}' has shape {shown}{}; onnx-rap \
                  explains classifiers whose output is a [batch, classes] tensor of logits (or \
                  [batch, classes, 1, 1]); for a dense output (a segmentation or saliency map) \
-                 `onnx-rap compile --reduce-output mean` explains its per-sample mean",
+                 `--reduce-output mean` (compile, explain) explains its per-sample mean",
                 if other.is_none() {
                     facts.why_unknown()
                 } else {

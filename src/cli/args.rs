@@ -103,6 +103,22 @@ pub fn layout(l: LayoutArg) -> Layout {
     }
 }
 
+/// `--reduce-output`: how a dense output becomes the explained score.
+#[derive(Copy, Clone, clap::ValueEnum)]
+pub enum ReduceArg {
+    /// The mean over every non-batch axis
+    Mean,
+    /// The sum over every non-batch axis
+    Sum,
+}
+
+pub fn reduction(r: ReduceArg) -> crate::pass::Reduction {
+    match r {
+        ReduceArg::Mean => crate::pass::Reduction::Mean,
+        ReduceArg::Sum => crate::pass::Reduction::Sum,
+    }
+}
+
 /// `--input-bounds LO,HI` as the input layer's bounds; per-sample when not given.
 pub fn bounds(b: Option<(f32, f32)>) -> Bounds {
     b.map_or(Bounds::PerSample, |(l, h)| Bounds::Fixed(l, h))

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::args::{self, parse_bounds, LayoutArg, MethodArg};
+use super::args::{self, parse_bounds, LayoutArg, MethodArg, ReduceArg};
 use crate::error::Result;
 use crate::ir;
 use crate::onnx::{save, SaveOptions};
@@ -90,14 +90,6 @@ pub struct CompileCli {
     reduce_output: Option<ReduceArg>,
 }
 
-#[derive(Copy, Clone, clap::ValueEnum)]
-pub enum ReduceArg {
-    /// The mean over every non-batch axis
-    Mean,
-    /// The sum over every non-batch axis
-    Sum,
-}
-
 /// `onnx-rap compile`: write the compiled model and print the summary line.
 pub fn main(cli: CompileCli) -> Result<()> {
     let CompileCli {
@@ -129,10 +121,7 @@ pub fn main(cli: CompileCli) -> Result<()> {
         layer_sums,
         layout: layout.map(args::layout),
         embedding_relevance,
-        reduce_output: reduce_output.map(|r| match r {
-            ReduceArg::Mean => crate::pass::Reduction::Mean,
-            ReduceArg::Sum => crate::pass::Reduction::Sum,
-        }),
+        reduce_output: reduce_output.map(args::reduction),
     };
     let save = SaveOptions {
         external_above: external_data_above,

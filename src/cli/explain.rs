@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix2};
 use serde_json::{json, Value as Json};
 
-use super::args::{self, parse_bounds, parse_interpolation, parse_size, LayoutArg, MethodArg};
+use super::args::{
+    self, parse_bounds, parse_interpolation, parse_size, LayoutArg, MethodArg, ReduceArg,
+};
 use crate::bad_input;
 use crate::error::{Error, Result};
 use crate::explainer::{Explainer, LayerSum, Settings, Verdict};
@@ -59,6 +61,17 @@ fn short(x: f64) -> String {
 impl Outcome {
     /// One line for the terminal: the top 5 classes, then the explained class.
     pub fn line(&self) -> String {
+        if self.verdict.top.len() == 1 {
+            // One score (a dense output's mean or sum): its value, no class ranking.
+            return format!(
+                "{}: {} {} | relevance sum {}, positive share {:.1}%",
+                self.name,
+                self.verdict.explained(),
+                short(self.verdict.logit as f64),
+                short(self.relevance_sum),
+                100.0 * self.positive_share
+            );
+        }
         format!(
             "{}: {} | explained: {}, logit {}, relevance sum {}, positive share {:.1}%",
             self.name,
@@ -396,8 +409,15 @@ fn write_outcome(
     layout: Layout,
     staged: &crate::outdir::Staged,
 ) -> Result<Outcome> {
-    let pos: f64 = rel.iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum();
-    let neg: f64 = rel.iter().filter(|v| **v < 0.0).map(|v| -(*v as f64)).sum();
+    // Folds from +0.0: an empty f64 sum is -0.0, which printed a share of "-0.0%".
+    let pos = rel
+        .iter()
+        .filter(|v| **v > 0.0)
+        .fold(0.0, |a, v| a + *v as f64);
+    let neg = rel
+        .iter()
+        .filter(|v| **v < 0.0)
+        .fold(0.0, |a, v| a - *v as f64);
     let mut files = Vec::new();
     let cannot = |p: &Path, e: &dyn std::fmt::Display| {
         Error::Runtime(format!("{}: cannot write: {e}", p.display()))
@@ -544,6 +564,10 @@ pub struct ExplainCli {
     /// (from the logits to the input), to find where conservation breaks
     #[arg(long)]
     layer_sums: bool,
+    /// Explain the per-sample mean (or sum) of a dense output, such as a segmentation or
+    /// saliency map [N, ...], instead of [N, classes] logits; the relevance sums to that score
+    #[arg(long, value_enum, value_name = "HOW")]
+    reduce_output: Option<ReduceArg>,
 }
 
 /// `onnx-rap explain`: explain every input, print one line each (or JSON), write the files.
@@ -579,6 +603,7 @@ pub fn main(cli: ExplainCli) -> Result<()> {
         grayscale,
         input_bounds,
         layer_sums,
+        reduce_output,
     } = cli;
     let args = Args {
         model,
@@ -603,6 +628,7 @@ pub fn main(cli: ExplainCli) -> Result<()> {
             epsilon,
             bounds: args::bounds(input_bounds),
             layer_sums,
+            reduce_output: reduce_output.map(args::reduction),
             ..Options::default()
         },
     };

@@ -11,7 +11,7 @@ use crate::analysis::{find_roles, infer_facts, input_sample_dims};
 use crate::error::{Error, Result};
 use crate::ir;
 use crate::onnx::proto::ValueInfoProto;
-use crate::pass::{compile_with_facts, Options};
+use crate::pass::{compile_with_facts, with_score, Options};
 
 /// A model compiled in memory: the encoded graph with its relevance outputs
 /// (and the explained logits as an output), and what the runs need to read them.
@@ -50,9 +50,23 @@ impl Compiled {
         let proto = ir::export(model)?;
         let facts = infer_facts(&proto, origin)?;
         drop(proto); // every copy of the weights goes as soon as it is not needed
+                     // A dense output explained through its mean or sum: the score is the model's logit.
+        let (scored, facts, opts, score_label) = match with_score(model, &facts, opts, origin)? {
+            Some((m, f, o)) => {
+                let how = opts.reduce_output.map_or("", |r| r.name());
+                let of = o
+                    .output
+                    .as_deref()
+                    .map_or("", |n| n.strip_suffix(&format!("_{how}")).unwrap_or(n));
+                let label = format!("{how} of {of}");
+                (Some(m), f, o, Some(label))
+            }
+            None => (None, facts, opts.clone(), None),
+        };
+        let model = scored.as_ref().unwrap_or(model);
         let opts = Options {
             target_input,
-            ..opts.clone()
+            ..opts
         };
         let op_types: HashMap<String, String> = model
             .graph
@@ -122,7 +136,9 @@ impl Compiled {
             input,
             sample,
             classes,
-            labels: labels(model, classes),
+            labels: score_label
+                .map(|l| vec![l])
+                .or_else(|| labels(model, classes)),
             facts,
             roles,
             nodes,

@@ -95,6 +95,28 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
     compile_with_facts(model, &facts, opts, origin)
 }
 
+/// With `opts.reduce_output`: `model` with the reduced output added as a score (`OUTPUT_mean`
+/// `[N, 1]`, [`dense`]), its facts, and the options that explain that score; None without it.
+pub fn with_score(
+    model: &Model,
+    facts: &Facts,
+    opts: &Options,
+    origin: &str,
+) -> Result<Option<(Model, Facts, Options)>> {
+    let Some(how) = opts.reduce_output else {
+        return Ok(None);
+    };
+    let mut scored = model.clone();
+    let name = dense::add_score(&mut scored, facts, opts.output.as_deref(), how, origin)?;
+    let facts = infer_facts(&ir::export(&scored)?, origin)?;
+    let opts = Options {
+        reduce_output: None,
+        output: Some(name),
+        ..opts.clone()
+    };
+    Ok(Some((scored, facts, opts)))
+}
+
 /// [`compile`] with the facts of `model` already inferred (callers that need them too). The
 /// phases: the canonical view and the roles, every op on the path checked for a rule, the
 /// output model prepared, the seed at the logits, the reverse walk of the rules, the relevance
@@ -105,15 +127,7 @@ pub fn compile_with_facts(
     opts: &Options,
     origin: &str,
 ) -> Result<Model> {
-    if let Some(how) = opts.reduce_output {
-        let mut scored = model.clone();
-        let name = dense::add_score(&mut scored, facts, opts.output.as_deref(), how, origin)?;
-        let facts = infer_facts(&ir::export(&scored)?, origin)?;
-        let opts = Options {
-            reduce_output: None,
-            output: Some(name),
-            ..opts.clone()
-        };
+    if let Some((scored, facts, opts)) = with_score(model, facts, opts, origin)? {
         return compile_with_facts(&scored, &facts, &opts, origin);
     }
     let opset = model.opset();

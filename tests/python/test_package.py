@@ -119,6 +119,22 @@ class TensorsAndTargets(unittest.TestCase):
         self.assertLessEqual(rel_diff(r.relevance, ort_rel), 1e-4)
 
 
+    def test_dense_output_through_its_mean(self):
+        import onnxruntime as ort
+
+        model = os.path.join(ROOT, "tests", "data", "not_a_classifier.onnx")  # y: [N, 2, 6, 6]
+        x = np.random.default_rng(5).uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
+        y = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+        e = onnx_rap.Explainer(model, reduce_output="mean")
+        self.assertEqual((e.classes, e.labels), (1, ["mean of y"]))
+        r = e.explain(x)
+        want = y.reshape(2, -1).astype(np.float64).mean(axis=1)
+        np.testing.assert_allclose(r.logits[:, 0], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(r.relevance.reshape(2, -1).sum(axis=1), want, rtol=1e-4, atol=1e-6)
+        with self.assertRaisesRegex(ValueError, "choose mean or sum"):
+            onnx_rap.Explainer(model, reduce_output="max")
+
+
 class CompileEqualsTheCommandLine(unittest.TestCase):
     def check(self, model, *flags, **options):
         with tempfile.TemporaryDirectory() as d:
