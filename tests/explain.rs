@@ -512,13 +512,7 @@ fn layer_sums_list_every_rule_from_the_logits_to_the_input() {
 fn a_dense_output_is_explained_through_its_mean_or_sum() {
     let tmp = tempfile::tempdir().unwrap();
     let dense = root().join("tests/data/not_a_classifier.onnx");
-    let mut g = 7u64;
-    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[2, 1, 8, 8]), |_| {
-        g = g
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((g >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    });
+    let x = uniform(&[2, 1, 8, 8], 7);
     let xp = tmp.path().join("x.npy");
     ndarray_npy::write_npy(&xp, &x).unwrap();
     let map = &run_ort(&dense, &[("x", Feed::F32(x))])["y"];

@@ -338,13 +338,7 @@ fn a_dense_output_is_explained_through_its_mean() {
         ..opts(Method::Rap)
     };
     let bytes = compile_file(&model, &o);
-    let mut g = 1u64;
-    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[2, 1, 8, 8]), |_| {
-        g = g
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((g >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    });
+    let x = uniform(&[2, 1, 8, 8], 1);
     let t = run_tract(&bytes, vec![Value::F32(x.clone())]);
     let feeds = vec![("x".to_string(), Feed::F32(x))];
     let r = ort(&bytes, &feeds);

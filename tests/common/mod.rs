@@ -211,3 +211,14 @@ pub fn png_levels(p: &Path) -> Vec<i64> {
 pub fn rgb_levels(flat: &[u8]) -> Vec<i64> {
     levels(flat.chunks_exact(3).map(|c| [c[0], c[1], c[2]]))
 }
+
+/// A fixed-seed tensor of `dims` uniform in [-1, 1) (a 64-bit LCG, top 24 bits).
+pub fn uniform(dims: &[usize], seed: u64) -> ArrayD<f32> {
+    let mut g = seed;
+    ArrayD::from_shape_fn(ndarray::IxDyn(dims), |_| {
+        g = g
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((g >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+}
