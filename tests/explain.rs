@@ -504,8 +504,8 @@ fn layer_sums_list_every_rule_from_the_logits_to_the_input() {
     }
 }
 
-/// A dense output (a Conv's map [N, 2, 6, 6]) is refused without `--reduce-output` and
-/// explained through its per-sample mean with it: the score and the relevance files sum to the
+/// A dense output (a Conv's map [N, 2, 6, 6]) is refused without `--reduce-output` (and with
+/// an output name the model lacks) and explained through its per-sample mean with it: the score and the relevance files sum to the
 /// mean of the map that onnxruntime computes from the original model (for `--reduce-output
 /// sum`, to its sum).
 #[test]
@@ -522,6 +522,22 @@ fn a_dense_output_is_explained_through_its_mean_or_sum() {
         &refused,
         "--reduce-output mean",
     );
+    let unknown = tmp.path().join("unknown");
+    refuses(
+        &[
+            s(&dense),
+            "--input",
+            s(&xp),
+            "--reduce-output",
+            "mean",
+            "--explain-output",
+            "nope",
+            "--out",
+            s(&unknown),
+        ],
+        &unknown,
+        "no output named 'nope'; its outputs are: y",
+    );
     for how in ["mean", "sum"] {
         let out = tmp.path().join(how);
         let (code, stdout, err) = explain(&[
@@ -530,6 +546,8 @@ fn a_dense_output_is_explained_through_its_mean_or_sum() {
             s(&xp),
             "--reduce-output",
             how,
+            "--explain-output",
+            "y",
             "--json",
             "--out",
             s(&out),

@@ -568,6 +568,10 @@ pub struct ExplainCli {
     /// saliency map [N, ...], instead of [N, classes] logits; the relevance sums to that score
     #[arg(long, value_enum, value_name = "HOW")]
     reduce_output: Option<ReduceArg>,
+    /// The graph output (logits, or the dense output of --reduce-output) to explain, when the
+    /// model has several
+    #[arg(long = "explain-output", value_name = "NAME")]
+    explain_output: Option<String>,
 }
 
 /// `onnx-rap explain`: explain every input, print one line each (or JSON), write the files.
@@ -604,6 +608,7 @@ pub fn main(cli: ExplainCli) -> Result<()> {
         input_bounds,
         layer_sums,
         reduce_output,
+        explain_output,
     } = cli;
     let args = Args {
         model,
@@ -629,6 +634,7 @@ pub fn main(cli: ExplainCli) -> Result<()> {
             bounds: args::bounds(input_bounds),
             layer_sums,
             reduce_output: reduce_output.map(args::reduction),
+            output: explain_output,
             ..Options::default()
         },
     };
@@ -679,6 +685,7 @@ fn main_text(cli: ExplainCli) -> Result<()> {
             method: args::method(cli.method),
             epsilon: cli.epsilon,
             layer_sums: cli.layer_sums,
+            output: cli.explain_output,
             ..Options::default()
         },
     };

@@ -50,17 +50,10 @@ impl Compiled {
         let proto = ir::export(model)?;
         let facts = infer_facts(&proto, origin)?;
         drop(proto); // every copy of the weights goes as soon as it is not needed
-                     // A dense output explained through its mean or sum: the score is the model's logit.
+
+        // A dense output explained through its mean or sum: the score is the model's logit.
         let (scored, facts, opts, score_label) = match with_score(model, &facts, opts, origin)? {
-            Some((m, f, o)) => {
-                let how = opts.reduce_output.map_or("", |r| r.name());
-                let of = o
-                    .output
-                    .as_deref()
-                    .map_or("", |n| n.strip_suffix(&format!("_{how}")).unwrap_or(n));
-                let label = format!("{how} of {of}");
-                (Some(m), f, o, Some(label))
-            }
+            Some(s) => (Some(s.model), s.facts, s.opts, Some(s.label)),
             None => (None, facts, opts.clone(), None),
         };
         let model = scored.as_ref().unwrap_or(model);

@@ -33,15 +33,15 @@ pub fn score_name(output: &str, how: Reduction) -> String {
 }
 
 /// Add `score_name(output)` = the per-sample `how` of `output` over its non-batch axes,
-/// `[N, 1]`, as a new graph output; returns its name. `output`: the model's one output when
-/// None.
+/// `[N, 1]`, as a new graph output; returns the reduced output's name and the score's.
+/// `output`: the model's one output when None.
 pub fn add_score(
     model: &mut Model,
     facts: &Facts,
     output: Option<&str>,
     how: Reduction,
     origin: &str,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let outs: Vec<String> = model
         .graph
         .outputs
@@ -133,5 +133,5 @@ pub fn add_score(
         how.name()
     ));
     model.graph.outputs.push(vi);
-    Ok(name)
+    Ok((output, name))
 }

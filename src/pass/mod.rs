@@ -95,26 +95,42 @@ pub fn compile(model: &Model, opts: &Options, origin: &str) -> Result<Model> {
     compile_with_facts(model, &facts, opts, origin)
 }
 
-/// With `opts.reduce_output`: `model` with the reduced output added as a score (`OUTPUT_mean`
-/// `[N, 1]`, [`dense`]), its facts, and the options that explain that score; None without it.
+/// A model whose dense output is explained through a score ([`with_score`]).
+pub struct Scored {
+    /// The model with the score `OUTPUT_mean` (or `_sum`) `[N, 1]` as an output.
+    pub model: Model,
+    pub facts: Facts,
+    /// The options that explain the score.
+    pub opts: Options,
+    /// What the score is, for people: `mean of OUTPUT`.
+    pub label: String,
+}
+
+/// With `opts.reduce_output`: `model` with the reduced output added as a score ([`dense`]),
+/// its facts and the options that explain it; None without it.
 pub fn with_score(
     model: &Model,
     facts: &Facts,
     opts: &Options,
     origin: &str,
-) -> Result<Option<(Model, Facts, Options)>> {
+) -> Result<Option<Scored>> {
     let Some(how) = opts.reduce_output else {
         return Ok(None);
     };
     let mut scored = model.clone();
-    let name = dense::add_score(&mut scored, facts, opts.output.as_deref(), how, origin)?;
+    let (output, name) = dense::add_score(&mut scored, facts, opts.output.as_deref(), how, origin)?;
     let facts = infer_facts(&ir::export(&scored)?, origin)?;
     let opts = Options {
         reduce_output: None,
         output: Some(name),
         ..opts.clone()
     };
-    Ok(Some((scored, facts, opts)))
+    Ok(Some(Scored {
+        model: scored,
+        facts,
+        opts,
+        label: format!("{} of {output}", how.name()),
+    }))
 }
 
 /// [`compile`] with the facts of `model` already inferred (callers that need them too). The
@@ -127,8 +143,8 @@ pub fn compile_with_facts(
     opts: &Options,
     origin: &str,
 ) -> Result<Model> {
-    if let Some((scored, facts, opts)) = with_score(model, facts, opts, origin)? {
-        return compile_with_facts(&scored, &facts, &opts, origin);
+    if let Some(s) = with_score(model, facts, opts, origin)? {
+        return compile_with_facts(&s.model, &s.facts, &s.opts, origin);
     }
     let opset = model.opset();
     if opset < 9 {
