@@ -970,7 +970,8 @@ fn patch_offset(cx: &mut Cx, lin: &Lin, x: &str, r: &str) -> Result<String> {
     let xs = cx.e.relu(&d, "xoff")?;
     let w = weight_parts(cx, lin)?;
     let (z1, z2) = lin.f_pair(cx, &xs, &w, "xoff.z")?;
-    let (s1, s2) = factors(cx, lin.conv.is_none(), r, &z1, &z2, "xoff")?;
+    // A patch embedding is a convolution: the conv variant of the factors.
+    let (s1, s2) = factors(cx, false, r, &z1, &z2, "xoff")?;
     let back = lin.ft_sum(cx, &s1, &s2, &w, "xoff.back")?;
     let c = cx.e.mul(&xs, &back, "xoff.c")?;
     shift(cx, lin, &c, r, "xoff")
